@@ -1,0 +1,194 @@
+"""HTTP plumbing shared by the proxy and the node: forwarding over kept-alive
+connections, and the WSGI helpers both need.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from app.errors import InvalidArgument, WebDriverError
+
+log = logging.getLogger(__name__)
+
+# Headers that concern one connection only (RFC 9110, section 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+Headers = list[tuple[str, str]]
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+class Response:
+    """An upstream's answer, read whole."""
+
+    __slots__ = ("body", "closing", "headers", "reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Headers,
+        body: bytes,
+        *,
+        closing: bool = False,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.closing = closing
+
+
+class Upstream:
+    """Kept-alive connections to one `host:port`, reused across requests."""
+
+    def __init__(self, address: str, *, timeout: float | None = None) -> None:
+        self.address = address
+        host, _, port = address.rpartition(":")
+        self.host = host
+        self.port = int(port)
+        self.timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        *,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request; retry once if a reused connection had closed."""
+        conn, reused = self._checkout(timeout)
+        try:
+            response = self._exchange(conn, method, path, body, headers)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            conn.close()
+            if not reused:
+                raise
+            conn, _ = self._checkout(timeout, fresh=True)
+            response = self._exchange(conn, method, path, body, headers)
+        self._checkin(conn, response)
+        return response
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def _checkout(
+        self, timeout: float | None, *, fresh: bool = False
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        if self._idle and not fresh:
+            conn = self._idle.pop()
+            conn.timeout = timeout or self.timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
+            return conn, True
+        conn = http.client.HTTPConnection(
+            self.host, self.port, timeout=timeout or self.timeout
+        )
+        return conn, False
+
+    def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> Response:
+        conn.request(method, path, body=body, headers=headers)
+        raw = conn.getresponse()
+        data = raw.read()
+        kept = [(k, v) for k, v in raw.getheaders() if k.lower() not in HOP_BY_HOP]
+        return Response(
+            raw.status, raw.reason, kept, data, closing=bool(raw.will_close)
+        )
+
+    def _checkin(self, conn: http.client.HTTPConnection, response: Response) -> None:
+        if response.closing or len(self._idle) >= 8:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+
+def read_body(environ: Environ, limit: int) -> bytes:
+    """The request body, refusing one larger than `limit` bytes."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ["wsgi.input"]
+    if length.isdigit():
+        size = int(length)
+        if size > limit:
+            raise _too_large(limit)
+        return stream.read(size) if size else b""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise _too_large(limit)
+        return bytes(data)
+    return b""
+
+
+def _too_large(limit: int) -> InvalidArgument:
+    return InvalidArgument(
+        f"the request body is larger than {limit} bytes, the grid's limit"
+    )
+
+
+def request_headers(environ: Environ, host: str) -> dict[str, str]:
+    """The end-to-end headers of a WSGI request, addressed to `host`."""
+    headers = {"Host": host}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").title()
+            if name.lower() not in HOP_BY_HOP and name != "Host":
+                headers[name] = value
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+def reply(
+    start_response: StartResponse, status: int, body: bytes, headers: Headers
+) -> Iterable[bytes]:
+    """Answer a WSGI request with a whole body."""
+    reason = http.client.responses.get(status, "Unknown")
+    out = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    out.append(("Content-Length", str(len(body))))
+    start_response(f"{status} {reason}", out)
+    return [body]
+
+
+def reply_json(
+    start_response: StartResponse, status: int, body: bytes
+) -> Iterable[bytes]:
+    return reply(
+        start_response,
+        status,
+        body,
+        [("Content-Type", JSON_TYPE), ("Cache-Control", "no-cache")],
+    )
+
+
+def reply_error(
+    start_response: StartResponse, error: WebDriverError
+) -> Iterable[bytes]:
+    """Answer with the W3C error body and status of `error`."""
+    return reply_json(start_response, error.status, error.to_bytes())

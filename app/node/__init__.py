@@ -1,0 +1,1 @@
+"""The node: one session's driver, browser and agent (`python -m app.node`)."""

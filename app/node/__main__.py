@@ -1,0 +1,28 @@
+"""Entry point of a node process, started by a provisioner."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+from app import logs  # noqa: E402
+from app.errors import SettingsError  # noqa: E402
+from app.node import config  # noqa: E402
+from app.node.agent import NodeAgent  # noqa: E402
+from app.patching import require_patched  # noqa: E402
+
+
+def main() -> int:
+    require_patched("node")
+    try:
+        node_config = config.from_environ()
+    except SettingsError as exc:
+        print(f"node: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(node_config.grid.log_level)
+    return NodeAgent(node_config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""The node agent: one browser session, from its driver's start to cleanup.
+
+The agent starts the driver on a free port, creates the browser session,
+then serves the session's commands, swapping the grid's session id for the
+driver's. While it serves it keeps the session's route alive in Redis and
+watches three things: the idle timeout, its worker, and its driver. It ends
+on `DELETE /session/<id>`, on the last window closed, on any of those, or
+on SIGTERM; then it quits the browser and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import psutil
+from gevent.pywsgi import WSGIServer
+
+from app import registry
+from app.errors import InvalidSessionId, SessionNotCreated, UnknownError, WebDriverError
+from app.http import (
+    Environ,
+    StartResponse,
+    Upstream,
+    read_body,
+    reply,
+    reply_error,
+    request_headers,
+)
+from app.node import drivers, rewrite
+from app.node.config import NodeConfig
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024 * 1024
+DRIVER_LOG = "driver.log"
+
+
+class NodeAgent:
+    """Runs one session; `run()` returns the process exit code."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.grid = config.grid
+        self.session_id = config.session_id
+        self.client = registry.connect(self.grid.redis_url)
+        self.driver_process: subprocess.Popen[bytes] | None = None
+        self.driver: Upstream | None = None
+        self.driver_id = ""
+        self.address = ""
+        self.server: WSGIServer | None = None
+        self.route: registry.Heartbeat | None = None
+        self.last_activity = time.monotonic()
+        self.idle_timeout = self.grid.idle_timeout
+        self._stopping = gevent.event.Event()
+        self._stop_reason = ""
+        self._deleted = False
+
+    # -- the life of the node ------------------------------------------------
+
+    def run(self) -> int:
+        gevent.signal_handler(signal.SIGTERM, self.stop, "stopped by its worker")
+        try:
+            capabilities = self._start_session()
+            self._serve()
+        except WebDriverError as exc:
+            self._fail(exc)
+            self._cleanup()
+            return 1
+        if not self._announce(capabilities):
+            self._cleanup()
+            return 0
+        gevent.spawn(self._watch)
+        self._stopping.wait()
+        self._finish()
+        return 0
+
+    def stop(self, reason: str) -> None:
+        """Ask the node to end; the first reason given is the one recorded."""
+        if not self._stopping.is_set():
+            self._stop_reason = reason
+            self._stopping.set()
+
+    # -- start ---------------------------------------------------------------
+
+    def _start_session(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self.grid.startup_timeout
+        port = _free_port()
+        self._launch_driver(port)
+        self.driver = Upstream(f"127.0.0.1:{port}", timeout=None)
+        self._wait_driver_ready(deadline)
+        return self._create_browser_session(deadline)
+
+    def _launch_driver(self, port: int) -> None:
+        command = drivers.driver_command(self.grid, self.config.browser, port)
+        try:
+            with open(DRIVER_LOG, "wb") as out:
+                self.driver_process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+        except OSError as exc:
+            raise SessionNotCreated(
+                f"cannot start the {self.config.browser} driver {command[0]!r}: "
+                f"{exc.strerror}; install it or set its path in the worker's "
+                "settings (WEBGRID_CHROMEDRIVER / WEBGRID_GECKODRIVER)"
+            ) from None
+
+    def _wait_driver_ready(self, deadline: float) -> None:
+        assert self.driver is not None and self.driver_process is not None
+        while time.monotonic() < deadline:
+            code = self.driver_process.poll()
+            if code is not None:
+                raise SessionNotCreated(
+                    f"the {self.config.browser} driver exited with code {code} "
+                    f"at start: {_tail(DRIVER_LOG)}"
+                )
+            try:
+                if self.driver.request("GET", "/status", None, {}, timeout=2).status:
+                    return
+            except OSError:
+                gevent.sleep(0.02)
+        raise SessionNotCreated(
+            f"the {self.config.browser} driver did not answer within "
+            f"{self.grid.startup_timeout:g} s (WEBGRID_STARTUP_TIMEOUT)"
+        )
+
+    def _create_browser_session(self, deadline: float) -> dict[str, Any]:
+        assert self.driver is not None
+        caps = drivers.driver_capabilities(
+            self.grid, self.config.browser, self.config.capabilities
+        )
+        body = json.dumps({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}})
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            answer = self.driver.request(
+                "POST",
+                "/session",
+                body.encode(),
+                headers,
+                timeout=max(deadline - time.monotonic(), 1.0),
+            )
+        except TimeoutError:
+            raise SessionNotCreated(
+                f"the browser did not start within {self.grid.startup_timeout:g} s "
+                "(WEBGRID_STARTUP_TIMEOUT)"
+            ) from None
+        except OSError as exc:
+            raise SessionNotCreated(
+                f"the driver failed to start a browser: {exc}"
+            ) from None
+        return self._session_from(answer.status, answer.body)
+
+    def _session_from(self, status: int, body: bytes) -> dict[str, Any]:
+        try:
+            value = json.loads(body)["value"]
+        except (ValueError, KeyError, TypeError):
+            value = {}
+        if status != 200 or "sessionId" not in value:
+            message = value.get("message") if isinstance(value, dict) else None
+            raise SessionNotCreated(
+                f"the {self.config.browser} driver refused the session: "
+                f"{message or body[:500].decode(errors='replace')}"
+            )
+        self.driver_id = str(value["sessionId"])
+        capabilities = json.loads(
+            rewrite.to_client(
+                json.dumps(value.get("capabilities", {})).encode(),
+                self.driver_id,
+                self.session_id,
+            )
+        )
+        return capabilities  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        self.server = WSGIServer(
+            (self.grid.host, 0), self._wsgi, log=None, error_log=log
+        )
+        self.server.start()
+        self.address = f"{self.grid.host}:{self.server.server_port}"
+
+    def _announce(self, capabilities: dict[str, Any]) -> bool:
+        """Publish the route, mark the session running, answer the manager."""
+        self.route = registry.Heartbeat(
+            self.client,
+            registry.route_key(self.session_id),
+            lambda: self.address,
+            interval=self.grid.heartbeat_interval,
+            ttl=self.grid.heartbeat_ttl,
+        )
+        self.route.start()
+        running = registry.transition(
+            self.client,
+            self.session_id,
+            registry.RUNNING,
+            allowed=(registry.PROVISIONING,),
+            node=self.address,
+            capabilities=json.dumps(capabilities),
+        )
+        if not running:
+            self.stop("the request was withdrawn before the browser was ready")
+            return False
+        registry.post_result(
+            self.client,
+            self.session_id,
+            {"ok": True, "capabilities": capabilities},
+        )
+        return True
+
+    def _fail(self, error: WebDriverError) -> None:
+        log.warning("node %s could not start: %s", self.session_id, error.message)
+        ended = registry.terminate(
+            self.client,
+            self.session_id,
+            f"start failed: {error.message}",
+            retention=self.grid.session_retention,
+        )
+        if ended:
+            registry.post_result(
+                self.client,
+                self.session_id,
+                {"ok": False, "error": error.code, "message": error.message},
+            )
+
+    # -- serve ---------------------------------------------------------------
+
+    def _wsgi(self, environ: Environ, start_response: StartResponse) -> Any:
+        self.last_activity = time.monotonic()
+        try:
+            return self._forward(environ, start_response)
+        except WebDriverError as error:
+            return reply_error(start_response, error)
+        finally:
+            self.last_activity = time.monotonic()
+
+    def _forward(self, environ: Environ, start_response: StartResponse) -> Any:
+        assert self.driver is not None
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "")
+        driver_path = rewrite.to_driver(path, self.session_id, self.driver_id)
+        if driver_path is None or self._stopping.is_set():
+            raise InvalidSessionId(
+                f"this node serves no session at {path}", session_id=self.session_id
+            )
+        if environ.get("QUERY_STRING"):
+            driver_path += "?" + environ["QUERY_STRING"]
+        body = read_body(environ, MAX_BODY)
+        headers = request_headers(environ, self.driver.address)
+        try:
+            answer = self.driver.request(method, driver_path, body or None, headers)
+        except OSError as exc:
+            self.stop(f"the driver stopped answering: {exc}")
+            raise UnknownError(
+                f"the browser's driver stopped answering ({exc}); the session "
+                "has ended",
+                session_id=self.session_id,
+            ) from None
+        self._after(method, path, answer.status, answer.body)
+        out = rewrite.to_client(answer.body, self.driver_id, self.session_id)
+        return reply(start_response, answer.status, out, answer.headers)
+
+    def _after(self, method: str, path: str, status: int, body: bytes) -> None:
+        """End the node when a command has ended the session."""
+        if method != "DELETE":
+            return
+        rest = path[len(rewrite.SESSION_PATH) + len(self.session_id) :]
+        if rest in ("", "/"):
+            self._deleted = True
+            self.stop("deleted by the client")
+        elif rest == "/window" and status == 200 and _no_windows_left(body):
+            self._deleted = True
+            self.stop("the last window was closed")
+
+    # -- watch ---------------------------------------------------------------
+
+    def _watch(self) -> None:
+        interval = min(self.grid.heartbeat_interval, 1.0)
+        while not self._stopping.wait(interval):
+            reason = self._reason_to_stop()
+            if reason:
+                self.stop(reason)
+
+    def _reason_to_stop(self) -> str:
+        idle = time.monotonic() - self.last_activity
+        if idle > self.idle_timeout:
+            return f"idle for more than {self.idle_timeout:g} s"
+        if self.config.parent_pid and os.getppid() != self.config.parent_pid:
+            return "its worker is gone"
+        if self.driver_process and self.driver_process.poll() is not None:
+            return f"the driver exited with code {self.driver_process.returncode}"
+        return ""
+
+    # -- end -----------------------------------------------------------------
+
+    def _finish(self) -> None:
+        log.info("node %s ending: %s", self.session_id, self._stop_reason)
+        if self.route is not None:
+            self.route.stop()
+        registry.terminate(
+            self.client,
+            self.session_id,
+            self._stop_reason,
+            retention=self.grid.session_retention,
+        )
+        if self.server is not None:
+            self.server.stop(timeout=2)
+        self._quit_browser()
+        self._cleanup()
+
+    def _quit_browser(self) -> None:
+        if self._deleted or not self.driver_id or self.driver is None:
+            return
+        try:
+            self.driver.request(
+                "DELETE", f"/session/{self.driver_id}", None, {}, timeout=10
+            )
+        except OSError:
+            log.debug("node %s: driver gone before quit", self.session_id)
+
+    def _cleanup(self) -> None:
+        """Stop the driver and every process below this node."""
+        if self.server is not None:
+            self.server.stop(timeout=0)
+        if self.driver is not None:
+            self.driver.close()
+        _kill_tree(self.driver_process)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tail(path: str, lines: int = 10) -> str:
+    try:
+        with open(path, "rb") as log_file:
+            text = log_file.read()[-4000:].decode(errors="replace")
+    except OSError:
+        return "(no driver log)"
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty driver log)"
+
+
+def _no_windows_left(body: bytes) -> bool:
+    try:
+        return json.loads(body).get("value") == []
+    except (ValueError, AttributeError):
+        return False
+
+
+def _kill_tree(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None:
+        return
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    process.wait()

@@ -1,0 +1,35 @@
+"""Session-id rewriting between the grid's id and the driver's.
+
+Clients know only the grid's id. The node swaps it for the driver's id in
+request paths, and swaps the driver's id back in answers (it shows up in
+new-session answers and in URLs such as `webSocketUrl`).
+"""
+
+from __future__ import annotations
+
+SESSION_PATH = "/session/"
+
+
+def split_path(path: str) -> tuple[str, str] | None:
+    """(session id, rest) of a `/session/<id>[/rest]` path, else None."""
+    if not path.startswith(SESSION_PATH):
+        return None
+    session_id, slash, rest = path[len(SESSION_PATH) :].partition("/")
+    if not session_id:
+        return None
+    return session_id, slash + rest
+
+
+def to_driver(path: str, grid_id: str, driver_id: str) -> str | None:
+    """`path` addressed to the driver's session, or None if not ours."""
+    parts = split_path(path)
+    if parts is None or parts[0] != grid_id:
+        return None
+    return SESSION_PATH + driver_id + parts[1]
+
+
+def to_client(body: bytes, driver_id: str, grid_id: str) -> bytes:
+    """`body` with every mention of the driver's id replaced by the grid's."""
+    if not driver_id:
+        return body
+    return body.replace(driver_id.encode(), grid_id.encode())

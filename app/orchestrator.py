@@ -1,0 +1,187 @@
+"""The orchestrator: a Celery worker that owns slots and starts nodes.
+
+The Celery app lives here. When a worker starts, it advertises in Redis,
+under a heartbeat, the browsers it offers and its slots free and used; each
+running `provision_node` task holds one slot through `Orchestrator.slot()`.
+When the worker shuts down it stops every node it still runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import platform
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from celery import Celery, signals
+
+from app import logs, registry, settings
+
+log = logging.getLogger(__name__)
+
+celery = Celery("webgrid")
+celery.config_from_object("celeryconfig")
+
+QUEUE_PREFIX = "webgrid."
+
+
+def queue_for(browser: str) -> str:
+    """The Celery queue that workers offering `browser` consume."""
+    return QUEUE_PREFIX + browser
+
+
+def browser_binary(config: settings.Settings, browser: str) -> str:
+    if browser == "firefox":
+        return config.firefox_binary
+    return config.chrome_binary
+
+
+def detect_version(binary: str) -> str:
+    """The browser's version as it reports it, for example '156.0.8078.114'."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    found = re.search(r"\d+(\.\d+)+", out)
+    return found.group(0) if found else ""
+
+
+class Orchestrator:
+    """The state of one worker process: its offer and the slots in use."""
+
+    def __init__(self, name: str, config: settings.Settings) -> None:
+        self.name = name
+        self.config = config
+        self.client = registry.connect(config.redis_url)
+        self.browsers = self._detect_browsers()
+        self._held: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stoppers: dict[str, Callable[[str], None]] = {}
+        self.heartbeat = registry.Heartbeat(
+            self.client,
+            registry.worker_key(name),
+            self.offer_json,
+            interval=config.heartbeat_interval,
+            ttl=config.heartbeat_ttl,
+        )
+
+    def _detect_browsers(self) -> list[dict[str, str]]:
+        offered = []
+        for browser in self.config.browsers:
+            binary = browser_binary(self.config, browser)
+            version = detect_version(binary)
+            if not version:
+                log.warning(
+                    "browser %s not offered: %s does not run; install it or set "
+                    "its path (WEBGRID_CHROME_BINARY / WEBGRID_FIREFOX_BINARY)",
+                    browser,
+                    binary,
+                )
+                continue
+            offered.append(
+                {
+                    "browserName": browser,
+                    "browserVersion": version,
+                    "platformName": platform.system().lower(),
+                }
+            )
+        return offered
+
+    def offer(self) -> dict[str, Any]:
+        with self._lock:
+            sessions = sorted(self._held)
+        return {
+            "name": self.name,
+            "host": self.config.host,
+            "browsers": self.browsers,
+            "slots": self.config.slots,
+            "used": len(sessions),
+            "sessions": sessions,
+        }
+
+    def offer_json(self) -> str:
+        return json.dumps(self.offer())
+
+    @contextlib.contextmanager
+    def slot(self, session_id: str) -> Iterator[None]:
+        """Hold one slot for `session_id` and publish the change at once."""
+        with self._lock:
+            self._held[session_id] = time.time()
+        self.heartbeat.beat()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(session_id, None)
+                self._stoppers.pop(session_id, None)
+            self.heartbeat.beat()
+
+    def on_stop(self, session_id: str, stopper: Callable[[str], None]) -> None:
+        """Register how to stop `session_id`'s node when the worker ends."""
+        with self._lock:
+            self._stoppers[session_id] = stopper
+
+    def stop_all(self, reason: str) -> None:
+        with self._lock:
+            stoppers = list(self._stoppers.values())
+        for stop in stoppers:
+            stop(reason)
+
+
+_current: Orchestrator | None = None
+
+
+def current() -> Orchestrator:
+    """The orchestrator of this worker process."""
+    if _current is None:
+        raise RuntimeError("provision_node runs only inside a started worker")
+    return _current
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    logs.setup(settings.get().log_level)
+
+
+@signals.celeryd_init.connect
+def _on_worker_init(sender: str | None = None, **_: Any) -> None:
+    global _current
+    name = sender or f"celery@{socket.gethostname()}"
+    _current = Orchestrator(name, settings.get())
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(**_: Any) -> None:
+    orchestrator = current()
+    try:
+        orchestrator.heartbeat.start()
+    except redis.RedisError:
+        log.exception("could not advertise worker %s in Redis", orchestrator.name)
+        raise
+    offered = ", ".join(
+        f"{b['browserName']} {b['browserVersion']}" for b in orchestrator.browsers
+    )
+    log.info(
+        "worker %s ready with %d slots offering %s",
+        orchestrator.name,
+        orchestrator.config.slots,
+        offered or "nothing",
+    )
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    if _current is None:
+        return
+    _current.stop_all("worker shut down")
+    _current.heartbeat.stop()

@@ -1,0 +1,105 @@
+"""`provision_node`: one slot's whole life, from a queued session to cleanup.
+
+The task claims the session (queued -> provisioning), starts its node
+through the provisioner, waits while the node starts and serves, and stops
+it when it ends or misbehaves. The slot is held exactly as long as the task
+runs, so Celery's own `inspect active` lists one task per live session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from app import registry
+from app.orchestrator import Orchestrator, celery, current
+from app.provisioners.local import LocalNode, LocalProvisioner
+
+log = logging.getLogger(__name__)
+
+# How long a node may take beyond the startup timeout to report on its own.
+STARTUP_GRACE = 5.0
+POLL = 0.25
+
+
+@celery.task(name="provision_node", acks_late=True, ignore_result=True)
+def provision_node(session_id: str, browser: str, capabilities: dict[str, Any]) -> str:
+    """Run the node of `session_id`; return how the slot's life ended."""
+    orchestrator = current()
+    claimed = registry.transition(
+        orchestrator.client,
+        session_id,
+        registry.PROVISIONING,
+        allowed=(registry.QUEUED,),
+        worker=orchestrator.name,
+    )
+    if not claimed:
+        log.info("session %s is no longer queued; request dropped", session_id)
+        return "dropped"
+    with orchestrator.slot(session_id):
+        return _run_node(orchestrator, session_id, browser, capabilities)
+
+
+def _run_node(
+    orchestrator: Orchestrator,
+    session_id: str,
+    browser: str,
+    capabilities: dict[str, Any],
+) -> str:
+    provisioner = LocalProvisioner(orchestrator.config)
+    try:
+        node = provisioner.start(session_id, browser, capabilities, orchestrator.name)
+    except OSError as exc:
+        _end(orchestrator, session_id, f"could not start a node process: {exc}")
+        return "failed"
+
+    def stop_for_worker(reason: str) -> None:
+        _end(orchestrator, session_id, reason)
+        node.stop()
+
+    orchestrator.on_stop(session_id, stop_for_worker)
+    try:
+        return _supervise(orchestrator, session_id, node)
+    finally:
+        node.stop()
+        _end(orchestrator, session_id, "its node ended without saying why")
+
+
+def _supervise(orchestrator: Orchestrator, session_id: str, node: LocalNode) -> str:
+    """Wait for the node to end; stop it if it overstays its start."""
+    config = orchestrator.config
+    start_deadline = time.monotonic() + config.startup_timeout + STARTUP_GRACE
+    while True:
+        code = node.wait(POLL)
+        if code is not None:
+            if code != 0:
+                _end(orchestrator, session_id, f"its node exited with code {code}")
+            return "ended"
+        if time.monotonic() > start_deadline and _still_starting(
+            orchestrator, session_id
+        ):
+            _end(
+                orchestrator,
+                session_id,
+                f"the node was not ready within {config.startup_timeout:g} s "
+                "(WEBGRID_STARTUP_TIMEOUT)",
+            )
+            return "timed out"
+
+
+def _still_starting(orchestrator: Orchestrator, session_id: str) -> bool:
+    state = orchestrator.client.hget(registry.session_key(session_id), "state")
+    return state == registry.PROVISIONING
+
+
+def _end(orchestrator: Orchestrator, session_id: str, reason: str) -> None:
+    """Terminate a live record and wake a manager that may still wait."""
+    client = orchestrator.client
+    retention = orchestrator.config.session_retention
+    if registry.terminate(client, session_id, reason, retention=retention):
+        registry.post_result(
+            client,
+            session_id,
+            {"ok": False, "error": "session not created", "message": reason},
+        )

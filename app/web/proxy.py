@@ -1,0 +1,262 @@
+"""The proxy: the grid's one public entry.
+
+`POST /session` and `/status` go to a live manager, picked at random;
+`/session/<id>/...` goes to the node that serves that session. Who is alive
+is learned from heartbeat keys through Redis keyspace notifications (or by
+polling, where Redis refuses to enable them). The proxy forwards only to
+addresses registered in Redis, never to one a client names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gevent
+import redis
+
+from app import registry, settings
+from app.errors import (
+    InvalidSessionId,
+    UnknownCommand,
+    UnknownError,
+    UnknownMethod,
+    WebDriverError,
+)
+from app.http import (
+    Environ,
+    StartResponse,
+    Upstream,
+    read_body,
+    reply,
+    reply_error,
+    reply_json,
+    request_headers,
+)
+from app.node import rewrite
+
+log = logging.getLogger(__name__)
+
+LEGACY_BASE = "/wd/hub"
+SESSION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+MAX_BODY = 256 * 1024 * 1024
+NOTIFY_FLAGS = "K$gx"
+
+
+class RouteTable:
+    """Live nodes (by session) and managers, mirrored from Redis."""
+
+    def __init__(self, client: redis.Redis, config: settings.Settings) -> None:
+        self.client = client
+        self.config = config
+        self.nodes: dict[str, str] = {}
+        self.managers: dict[str, str] = {}
+        self._db = int(client.connection_pool.connection_kwargs.get("db", 0))
+        self.on_node_gone: Callable[[str], None] = lambda address: None
+
+    def start(self) -> None:
+        """Load what is alive now and follow changes in the background."""
+        if self._enable_notifications():
+            gevent.spawn(self._listen)
+        else:
+            gevent.spawn(self._poll)
+
+    def node(self, session_id: str) -> str | None:
+        """The node serving `session_id`, asking Redis on a miss."""
+        address = self.nodes.get(session_id)
+        if address is None:
+            # NOTE: a client's first command can arrive before the keyspace
+            # event that announces its route; Redis has the answer already.
+            address = registry.route(self.client, session_id)
+            if address is not None:
+                self.nodes[session_id] = address
+        return address
+
+    def forget_node(self, session_id: str) -> None:
+        address = self.nodes.pop(session_id, None)
+        if address is not None:
+            self.on_node_gone(address)
+
+    def reload(self) -> None:
+        nodes = dict(registry.scan_prefix(self.client, registry.ROUTE_PREFIX))
+        for session_id in set(self.nodes) - set(nodes):
+            self.forget_node(session_id)
+        self.nodes = nodes
+        self.managers = registry.live_managers(self.client)
+
+    def _enable_notifications(self) -> bool:
+        try:
+            current = self.client.config_get("notify-keyspace-events")
+            flags = str(current.get("notify-keyspace-events") or "")
+            wanted = "".join(sorted(set(flags) | set(NOTIFY_FLAGS)))
+            if "A" in flags or set(NOTIFY_FLAGS) <= set(flags):
+                return True
+            self.client.config_set("notify-keyspace-events", wanted)
+            return True
+        except redis.ResponseError as exc:
+            log.warning(
+                "Redis refused to enable keyspace notifications (%s); the proxy "
+                "polls for live nodes every %g s instead",
+                exc,
+                self.config.heartbeat_interval,
+            )
+            return False
+
+    def _listen(self) -> None:
+        prefix = f"__keyspace@{self._db}__:"
+        while True:
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(
+                    prefix + registry.ROUTE_PREFIX + "*",
+                    prefix + registry.MANAGER_PREFIX + "*",
+                )
+                self.reload()
+                for message in pubsub.listen():
+                    self._on_event(message["channel"][len(prefix) :], message["data"])
+            except redis.RedisError as exc:
+                log.warning("lost Redis notifications (%s); reconnecting", exc)
+                gevent.sleep(1)
+
+    def _on_event(self, key: str, event: str) -> None:
+        is_node = key.startswith(registry.ROUTE_PREFIX)
+        if is_node:
+            table, name = self.nodes, key[len(registry.ROUTE_PREFIX) :]
+        else:
+            table, name = self.managers, key[len(registry.MANAGER_PREFIX) :]
+        if event == "set":
+            if name not in table:
+                value = self.client.get(key)
+                if value is not None:
+                    table[name] = str(value)
+        elif event in ("del", "expired"):
+            if is_node:
+                self.forget_node(name)
+            else:
+                table.pop(name, None)
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                self.reload()
+            except redis.RedisError as exc:
+                log.warning("cannot read live nodes from Redis: %s", exc)
+            gevent.sleep(self.config.heartbeat_interval)
+
+
+class Proxy:
+    """The WSGI application of the proxy."""
+
+    def __init__(self, config: settings.Settings, routes: RouteTable) -> None:
+        self.config = config
+        self.routes = routes
+        self._upstreams: dict[str, Upstream] = {}
+        routes.on_node_gone = self._drop_upstream
+
+    def _drop_upstream(self, address: str) -> None:
+        upstream = self._upstreams.pop(address, None)
+        if upstream is not None:
+            upstream.close()
+
+    def __call__(
+        self, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            return self._route(environ, start_response)
+        except WebDriverError as error:
+            return reply_error(start_response, error)
+
+    def _route(self, environ: Environ, start_response: StartResponse) -> Any:
+        path = _canonical(environ.get("PATH_INFO", ""))
+        method = environ["REQUEST_METHOD"]
+        if path in ("/session", "/session/"):
+            if method != "POST":
+                raise UnknownMethod(f"{method} /session: new sessions take POST")
+            return self._to_manager(environ, start_response, "/session")
+        if path == "/status":
+            return self._status(environ, start_response)
+        parts = rewrite.split_path(path)
+        if parts is not None:
+            return self._to_node(environ, start_response, parts[0], path)
+        raise UnknownCommand(f"{method} {path} is not a WebDriver command")
+
+    def _to_node(
+        self, environ: Environ, start_response: StartResponse, sid: str, path: str
+    ) -> Any:
+        address = self.routes.node(sid) if SESSION_ID.fullmatch(sid) else None
+        if address is None:
+            raise InvalidSessionId(
+                f"no live session {sid!r}; it ended or never existed",
+                session_id=sid,
+            )
+        try:
+            answer = self._forward(environ, address, path, timeout=None)
+        except ConnectionRefusedError:
+            self.routes.forget_node(sid)
+            raise InvalidSessionId(
+                f"session {sid!r} has ended: its node is gone", session_id=sid
+            ) from None
+        except OSError as exc:
+            raise UnknownError(
+                f"the node of session {sid!r} failed to answer: {exc}",
+                session_id=sid,
+            ) from None
+        return reply(start_response, answer.status, answer.body, answer.headers)
+
+    def _to_manager(
+        self, environ: Environ, start_response: StartResponse, path: str
+    ) -> Any:
+        body = read_body(environ, MAX_BODY)
+        environ["webgrid.body"] = body
+        managers = list(self.routes.managers.values())
+        random.shuffle(managers)
+        for address in managers:
+            try:
+                answer = self._forward(environ, address, path, timeout=None)
+            except ConnectionRefusedError:
+                log.warning("manager %s refused a connection; trying another", address)
+                continue
+            return reply(start_response, answer.status, answer.body, answer.headers)
+        raise UnknownError(
+            "no manager is alive to start sessions; start one with "
+            "'python -m app.web manager'"
+        )
+
+    def _status(self, environ: Environ, start_response: StartResponse) -> Any:
+        try:
+            return self._to_manager(environ, start_response, "/status")
+        except UnknownError as error:
+            body = {"value": {"ready": False, "message": error.message}}
+            return reply_json(start_response, 200, _dumps(body))
+
+    def _forward(
+        self, environ: Environ, address: str, path: str, *, timeout: float | None
+    ) -> Any:
+        body = environ.get("webgrid.body")
+        if body is None:
+            body = read_body(environ, MAX_BODY)
+        if environ.get("QUERY_STRING"):
+            path += "?" + environ["QUERY_STRING"]
+        upstream = self._upstreams.get(address)
+        if upstream is None:
+            upstream = self._upstreams[address] = Upstream(address)
+        headers = request_headers(environ, address)
+        log.debug("%s %s -> %s", environ["REQUEST_METHOD"], path, address)
+        return upstream.request(
+            environ["REQUEST_METHOD"], path, body or None, headers, timeout=timeout
+        )
+
+
+def _canonical(path: str) -> str:
+    """`path` without the legacy `/wd/hub` base."""
+    if path == LEGACY_BASE or path.startswith(LEGACY_BASE + "/"):
+        return path[len(LEGACY_BASE) :] or "/"
+    return path
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()

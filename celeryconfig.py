@@ -1,0 +1,38 @@
+"""Celery configuration of the grid, derived from the grid's settings.
+
+A worker is an orchestrator: its pool's concurrency is its slot count, and a
+`provision_node` task holds one slot for its node's whole life. The pool is
+made of threads, since a task spends its life waiting on a node process.
+"""
+
+from kombu import Queue
+
+from app import settings
+from app.orchestrator import queue_for
+
+_settings = settings.get()
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+# NOTE: a task runs as long as its session. With late acks the Redis broker
+# hands an unacknowledged task out again after this many seconds; the task
+# then finds its session no longer queued and drops it, so a long session
+# is never started twice.
+broker_transport_options = {"visibility_timeout": 3600}
+
+task_ignore_result = True
+task_serializer = "json"
+accept_content = ["json"]
+imports = ("app.tasks.provision",)
+
+# A worker subscribes to the queue of each browser it offers.
+task_queues = [Queue(queue_for(browser)) for browser in _settings.browsers]
+task_create_missing_queues = False
+
+worker_pool = "threads"
+worker_concurrency = _settings.slots
+# Late acks with a prefetch of one per slot: a busy worker reserves nothing
+# it cannot start now, so a free worker on another host gets the request.
+task_acks_late = True
+worker_prefetch_multiplier = 1
+worker_redirect_stdouts = False
