@@ -1,0 +1,142 @@
+"""The all-in-one grid (`python -m app.run`, what `make run` starts).
+
+Starts Redis (embedded, unless REDIS_URL is set), a manager, one worker and
+the proxy as child processes; logs one line when the grid is ready; on
+SIGINT or SIGTERM stops them all, the worker's nodes and browsers included.
+If any child dies, everything is stopped and the exit code says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from types import FrameType
+
+from app import embedded_redis, logs, settings
+from app.errors import GridError
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 20.0
+
+PYTHON = sys.executable
+COMMANDS = {
+    "manager": [PYTHON, "-m", "app.web", "manager"],
+    "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "--loglevel", "INFO"],
+    "proxy": [PYTHON, "-m", "app.web", "proxy"],
+}
+# How each child is asked to stop: a worker's SIGTERM would wait for every
+# session to end, SIGQUIT stops it at once and it stops its nodes.
+STOP_SIGNALS = {"worker": signal.SIGQUIT}
+
+
+class Supervisor:
+    """Child processes started together and stopped together."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            command, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.children[name] = process
+        log.debug("started %s as process %d", name, process.pid)
+        return process
+
+    def dead(self) -> list[str]:
+        """Names of the children that have exited."""
+        return [n for n, p in self.children.items() if p.poll() is not None]
+
+    def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> int | None:
+        process = self.children.pop(name)
+        if process.poll() is None:
+            process.send_signal(STOP_SIGNALS.get(name, signal.SIGTERM))
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s; killing it", name, timeout)
+                process.kill()
+        return process.wait()
+
+    def stop_all(self) -> None:
+        # The proxy first, so no new request arrives; the worker last but one.
+        for name in ("proxy", "manager", *reversed(list(self.children))):
+            if name in self.children:
+                self.stop(name)
+
+
+def wait_ready(port: int, supervisor: Supervisor, timeout: float) -> str:
+    """Wait until /status says ready; return its message."""
+    url = f"http://127.0.0.1:{port}/status"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if supervisor.dead():
+            raise GridError(f"{', '.join(supervisor.dead())} exited during start")
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                value = json.loads(answer.read())["value"]
+                if value.get("ready"):
+                    return str(value.get("message", ""))
+        time.sleep(0.2)
+    raise GridError(f"the grid was not ready within {timeout:g} s")
+
+
+def run(config: settings.Settings) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("received %s; stopping the grid", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with contextlib.ExitStack() as stack:
+        redis_url = os.environ.get("REDIS_URL") or stack.enter_context(
+            embedded_redis.serve()
+        )
+        supervisor = Supervisor({**os.environ, "REDIS_URL": redis_url})
+        stack.callback(supervisor.stop_all)
+        for name, command in COMMANDS.items():
+            supervisor.spawn(name, command)
+        message = wait_ready(config.proxy_port, supervisor, READY_TIMEOUT)
+        log.info(
+            "grid ready at http://localhost:%d (%s); Ctrl-C stops it",
+            config.proxy_port,
+            message,
+        )
+        while not stop.wait(0.5):
+            if supervisor.dead():
+                log.error("%s exited; stopping the grid", ", ".join(supervisor.dead()))
+                return 1
+    log.info("grid stopped")
+    return 0
+
+
+def main() -> int:
+    try:
+        config = settings.get()
+    except GridError as exc:
+        print(f"webgrid: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_level)
+    try:
+        return run(config)
+    except GridError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
