@@ -47,10 +47,20 @@ class Supervisor:
         self.env = dict(env)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            command, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    def spawn(
+        self, name: str, command: list[str], *, log_path: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `command` as `name`; its output goes to `log_path` if given."""
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(log_path, "ab")) if log_path else None
+            process = subprocess.Popen(
+                command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+            )
         self.children[name] = process
         log.debug("started %s as process %d", name, process.pid)
         return process
@@ -84,13 +94,19 @@ def wait_ready(port: int, supervisor: Supervisor, timeout: float) -> str:
     while time.monotonic() < deadline:
         if supervisor.dead():
             raise GridError(f"{', '.join(supervisor.dead())} exited during start")
-        with contextlib.suppress(OSError, ValueError):
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                value = json.loads(answer.read())["value"]
-                if value.get("ready"):
-                    return str(value.get("message", ""))
+        value = _status(url)
+        if value.get("ready"):
+            return str(value.get("message", ""))
         time.sleep(0.2)
     raise GridError(f"the grid was not ready within {timeout:g} s")
+
+
+def _status(url: str) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return dict(json.loads(answer.read())["value"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def run(config: settings.Settings) -> int:

@@ -1,0 +1,79 @@
+"""Fixtures shared by every test: a real Redis and real grids."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from app import embedded_redis
+from tests.harness import Grid, session_processes
+
+os.environ.setdefault("SE_OFFLINE", "true")
+
+PAGES = pathlib.Path(__file__).parent / "pages"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with embedded_redis.serve() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def make_grid(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Grid]]:
+    """Start grids on the shared Redis; each is stopped at the session's end."""
+    grids: list[Grid] = []
+
+    def make(workers: int = 1, **env: str) -> Grid:
+        logs = tmp_path_factory.mktemp("grid")
+        grid = Grid(redis_url, logs, env)
+        grids.append(grid)
+        return grid.start(workers=workers)
+
+    yield make
+    for grid in grids:
+        grid.stop()
+    left = session_processes()
+    assert not left, f"processes of grid sessions left running: {left}"
+
+
+@pytest.fixture(scope="session")
+def grid(make_grid: Callable[..., Grid]) -> Grid:
+    """The default grid: one worker of two Chromium slots."""
+    return make_grid(WEBGRID_SLOTS="2")
+
+
+class _Pages(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        name = self.path.strip("/").split("?")[0] or "index.html"
+        target = PAGES / name
+        if not target.is_file():
+            self.send_error(404)
+            return
+        body = target.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def pages() -> Iterator[str]:
+    """Base URL of the test pages, served on loopback."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,155 @@
+"""Real grids for the tests: Redis, workers, managers and a proxy as processes.
+
+A `Grid` starts the same commands as `python -m app.run`, each with its own
+log file, so a test can start extra workers, kill one, or read a log.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+import requests
+
+from app import embedded_redis, registry
+from app.node.config import NODE_SESSION_ENV
+from app.run import COMMANDS, Supervisor
+
+# Fast heartbeats, so faults show within seconds.
+FAST = {
+    "WEBGRID_HEARTBEAT_INTERVAL": "0.5",
+    "WEBGRID_HEARTBEAT_TTL": "3",
+    "WEBGRID_LOG_LEVEL": "INFO",
+    "SE_OFFLINE": "true",
+}
+
+
+class Grid:
+    """A grid of real processes around one Redis."""
+
+    def __init__(
+        self, redis_url: str, logs: pathlib.Path, env: Mapping[str, str]
+    ) -> None:
+        self.redis_url = redis_url
+        self.logs = logs
+        self.port = embedded_redis.free_port()
+        self.env = {
+            **os.environ,
+            **FAST,
+            **env,
+            "REDIS_URL": redis_url,
+            "WEBGRID_PROXY_PORT": str(self.port),
+            "WEBGRID_PROXY_BIND": "127.0.0.1",
+        }
+        self.supervisor = Supervisor(self.env)
+        self.client = registry.connect(redis_url)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, workers: int = 1) -> Grid:
+        self.start_process("manager", COMMANDS["manager"])
+        for index in range(workers):
+            self.start_worker(f"w{index}")
+        self.start_process("proxy", COMMANDS["proxy"])
+        self.wait_ready()
+        return self
+
+    def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        command = [*COMMANDS["worker"], "--hostname", f"{name}@%h"]
+        return self.start_process(f"worker-{name}", command, **env)
+
+    def start_process(
+        self, name: str, command: list[str], **env: str
+    ) -> subprocess.Popen[bytes]:
+        supervisor = self.supervisor
+        if env:
+            supervisor = Supervisor({**self.env, **env})
+        process = supervisor.spawn(
+            name, command, log_path=str(self.logs / f"{name}.log")
+        )
+        self.supervisor.children[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def status(self) -> dict[str, Any]:
+        answer = requests.get(self.url + "/status", timeout=10)
+        return dict(answer.json()["value"])
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, Any]:
+        return wait_for(lambda: self._ready_status(), timeout, "grid ready")
+
+    def _ready_status(self) -> dict[str, Any] | None:
+        try:
+            status = self.status()
+        except (requests.RequestException, ValueError):
+            return None
+        return status if status.get("ready") else None
+
+    def wait_slots_free(self, timeout: float = 10) -> dict[str, Any]:
+        def all_free() -> dict[str, Any] | None:
+            status = self.status()
+            slots = status.get("slots", {})
+            return status if slots.get("used") == 0 else None
+
+        return wait_for(all_free, timeout, "every slot free")
+
+    def record(self, session_id: str) -> dict[str, str]:
+        return registry.session(self.client, session_id)
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+        self.client.close()
+
+
+def wait_for(check: Any, timeout: float, what: str, step: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def session_processes(session_id: str | None = None) -> list[psutil.Process]:
+    """Processes started for a grid session (any session if None)."""
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        try:
+            mark = process.environ().get(NODE_SESSION_ENV)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if mark and (session_id is None or mark == session_id):
+            found.append(process)
+    return found
+
+
+def browser_processes() -> list[psutil.Process]:
+    """Every Chromium, chromedriver, Firefox or geckodriver on the machine."""
+    names = ("chromium", "chromedriver", "chrome", "firefox-esr", "geckodriver")
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        name = process.info["name"] or ""
+        if name.startswith(names):
+            found.append(process)
+    return found
+
+
+def kill_node(session_id: str) -> None:
+    """SIGKILL the node process of `session_id` (not its browser)."""
+    for process in session_processes(session_id):
+        if "app.node" in " ".join(process.cmdline()):
+            os.kill(process.pid, signal.SIGKILL)
+            return
+    raise AssertionError(f"no node process for session {session_id}")
