@@ -1,0 +1,96 @@
+"""Session-id rewriting between the grid's id and the driver's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.node.rewrite import split_path, to_client, to_driver
+
+GRID = "0f5a9d3c-grid"
+DRIVER = "e81b44d7driver"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/session/abc", ("abc", "")),
+        ("/session/abc/", ("abc", "/")),
+        ("/session/abc/url", ("abc", "/url")),
+        ("/session/abc/element/e1/click", ("abc", "/element/e1/click")),
+        ("/session/", None),
+        ("/session//url", None),
+        ("/session", None),
+        ("/sessions", None),
+        ("/status", None),
+        ("/", None),
+        ("", None),
+        ("/wd/hub/session/abc", None),
+    ],
+)
+def test_split_path(path: str, expected: tuple[str, str] | None) -> None:
+    assert split_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    "rest", ["", "/", "/url", "/window", "/element/x/click", "/se/file"]
+)
+def test_to_driver_swaps_the_grid_id_and_keeps_the_rest(rest: str) -> None:
+    path = f"/session/{GRID}{rest}"
+    assert to_driver(path, GRID, DRIVER) == f"/session/{DRIVER}{rest}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/session/another-session/url",
+        f"/session/{GRID}abc",
+        f"/session/{GRID}abc/url",
+        f"/session/{GRID[:-1]}/url",
+        f"/session/{DRIVER}/url",
+        "/status",
+        "/session",
+        "/session/",
+    ],
+)
+def test_to_driver_refuses_a_path_not_for_this_session(path: str) -> None:
+    assert to_driver(path, GRID, DRIVER) is None
+
+
+def test_to_client_swaps_the_id_in_a_new_session_answer() -> None:
+    answer = {
+        "value": {
+            "sessionId": DRIVER,
+            "capabilities": {
+                "browserName": "chrome",
+                "webSocketUrl": f"ws://127.0.0.1:9222/session/{DRIVER}",
+            },
+        }
+    }
+    out = json.loads(to_client(json.dumps(answer).encode(), DRIVER, GRID))
+    assert out["value"]["sessionId"] == GRID
+    url = out["value"]["capabilities"]["webSocketUrl"]
+    assert url == f"ws://127.0.0.1:9222/session/{GRID}"
+
+
+def test_to_client_swaps_every_mention() -> None:
+    body = f"{DRIVER} and {DRIVER}/se/cdp".encode()
+    assert to_client(body, DRIVER, GRID) == f"{GRID} and {GRID}/se/cdp".encode()
+
+
+def test_to_client_leaves_a_body_without_the_id_alone() -> None:
+    body = b'{"value": null}'
+    assert to_client(body, DRIVER, GRID) == body
+
+
+def test_to_client_with_no_driver_id_changes_nothing() -> None:
+    body = b'{"value": {"sessionId": "x"}}'
+    assert to_client(body, "", GRID) == body
+
+
+def test_round_trip_path_and_answer() -> None:
+    driver_path = to_driver(f"/session/{GRID}/url", GRID, DRIVER)
+    assert driver_path is not None
+    back = to_client(driver_path.encode(), DRIVER, GRID)
+    assert back == f"/session/{GRID}/url".encode()
