@@ -155,14 +155,20 @@ def _too_large(limit: int) -> InvalidArgument:
 def request_headers(environ: Environ, host: str) -> dict[str, str]:
     """The end-to-end headers of a WSGI request, addressed to `host`."""
     headers = {"Host": host}
+    dropped = HOP_BY_HOP | _connection_options(environ.get("HTTP_CONNECTION", ""))
     for key, value in environ.items():
         if key.startswith("HTTP_"):
             name = key[5:].replace("_", "-").title()
-            if name.lower() not in HOP_BY_HOP and name != "Host":
+            if name.lower() not in dropped and name != "Host":
                 headers[name] = value
     if environ.get("CONTENT_TYPE"):
         headers["Content-Type"] = environ["CONTENT_TYPE"]
     return headers
+
+
+def _connection_options(connection: str) -> frozenset[str]:
+    """Header names the `Connection` header marks as hop-by-hop."""
+    return frozenset(n.strip().lower() for n in connection.split(",") if n.strip())
 
 
 def reply(

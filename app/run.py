@@ -35,8 +35,9 @@ COMMANDS = {
     "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "--loglevel", "INFO"],
     "proxy": [PYTHON, "-m", "app.web", "proxy"],
 }
-# How each child is asked to stop: a worker's SIGTERM would wait for every
-# session to end, SIGQUIT stops it at once and it stops its nodes.
+# How each kind of child ("worker", or "worker-<name>") is asked to stop: a
+# worker's SIGTERM would wait for every session to end; SIGQUIT stops it at
+# once, and it stops its nodes.
 STOP_SIGNALS = {"worker": signal.SIGQUIT}
 
 
@@ -72,7 +73,8 @@ class Supervisor:
     def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> int | None:
         process = self.children.pop(name)
         if process.poll() is None:
-            process.send_signal(STOP_SIGNALS.get(name, signal.SIGTERM))
+            kind = name.split("-", 1)[0]
+            process.send_signal(STOP_SIGNALS.get(kind, signal.SIGTERM))
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -91,8 +92,8 @@ def _parse_positive_int(text: str) -> int:
 
 def _parse_seconds(text: str) -> float:
     seconds = float(text)
-    if not seconds > 0:
-        raise ValueError("it must be a number of seconds greater than 0")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError("it must be a finite number of seconds greater than 0")
     return seconds
 
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real Redis and real grids."""
+"""Fixtures shared by every test: real grids and pages to browse."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app import embedded_redis
-from tests.harness import Grid, session_processes
+from tests.harness import Grid
 
 os.environ.setdefault("SE_OFFLINE", "true")
 
@@ -19,28 +18,23 @@ PAGES = pathlib.Path(__file__).parent / "pages"
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    with embedded_redis.serve() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def make_grid(
-    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Grid]]:
-    """Start grids on the shared Redis; each is stopped at the session's end."""
+    """Start grids, each on its own Redis; all stop at the session's end."""
     grids: list[Grid] = []
 
     def make(workers: int = 1, **env: str) -> Grid:
         logs = tmp_path_factory.mktemp("grid")
-        grid = Grid(redis_url, logs, env)
+        grid = Grid(logs, env)
         grids.append(grid)
         return grid.start(workers=workers)
 
     yield make
+    left = []
     for grid in grids:
         grid.stop()
-    left = session_processes()
+        left += grid.processes()
     assert not left, f"processes of grid sessions left running: {left}"
 
 

@@ -6,6 +6,7 @@ log file, so a test can start extra workers, kill one, or read a log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -31,11 +32,11 @@ FAST = {
 
 
 class Grid:
-    """A grid of real processes around one Redis."""
+    """A grid of real processes around a Redis of its own."""
 
-    def __init__(
-        self, redis_url: str, logs: pathlib.Path, env: Mapping[str, str]
-    ) -> None:
+    def __init__(self, logs: pathlib.Path, env: Mapping[str, str]) -> None:
+        self._stack = contextlib.ExitStack()
+        redis_url = self._stack.enter_context(embedded_redis.serve())
         self.redis_url = redis_url
         self.logs = logs
         self.port = embedded_redis.free_port()
@@ -55,12 +56,22 @@ class Grid:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, workers: int = 1) -> Grid:
+        """Start a manager, `workers` workers and the proxy; wait until ready."""
         self.start_process("manager", COMMANDS["manager"])
         for index in range(workers):
             self.start_worker(f"w{index}")
         self.start_process("proxy", COMMANDS["proxy"])
-        self.wait_ready()
+        if workers:
+            self.wait_ready()
+        else:
+            wait_for(self._answers, 30, "the manager to answer /status")
         return self
+
+    def _answers(self) -> bool:
+        try:
+            return "slots" in self.status()
+        except (requests.RequestException, ValueError):
+            return False
 
     def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         command = [*COMMANDS["worker"], "--hostname", f"{name}@%h"]
@@ -103,12 +114,17 @@ class Grid:
 
         return wait_for(all_free, timeout, "every slot free")
 
+    def processes(self) -> list[psutil.Process]:
+        """Processes of any session of this grid that are still running."""
+        return session_processes(redis_url=self.redis_url)
+
     def record(self, session_id: str) -> dict[str, str]:
         return registry.session(self.client, session_id)
 
     def stop(self) -> None:
         self.supervisor.stop_all()
         self.client.close()
+        self._stack.close()
 
 
 def wait_for(check: Any, timeout: float, what: str, step: float = 0.1) -> Any:
@@ -122,15 +138,21 @@ def wait_for(check: Any, timeout: float, what: str, step: float = 0.1) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def session_processes(session_id: str | None = None) -> list[psutil.Process]:
-    """Processes started for a grid session (any session if None)."""
+def session_processes(
+    session_id: str | None = None, *, redis_url: str | None = None
+) -> list[psutil.Process]:
+    """Processes started for a session (any session of the grid on
+    `redis_url`, or of any grid, if `session_id` is None)."""
     found = []
     for process in psutil.process_iter(["pid", "name"]):
         try:
-            mark = process.environ().get(NODE_SESSION_ENV)
+            env = process.environ()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if mark and (session_id is None or mark == session_id):
+        mark = env.get(NODE_SESSION_ENV)
+        if not mark or (session_id is not None and mark != session_id):
+            continue
+        if redis_url is None or env.get("REDIS_URL") == redis_url:
             found.append(process)
     return found
 

@@ -22,6 +22,7 @@ import redis
 from app import registry, settings
 from app.errors import (
     InvalidSessionId,
+    SessionNotCreated,
     UnknownCommand,
     UnknownError,
     UnknownMethod,
@@ -221,7 +222,7 @@ class Proxy:
                 log.warning("manager %s refused a connection; trying another", address)
                 continue
             return reply(start_response, answer.status, answer.body, answer.headers)
-        raise UnknownError(
+        raise SessionNotCreated(
             "no manager is alive to start sessions; start one with "
             "'python -m app.web manager'"
         )
@@ -229,7 +230,7 @@ class Proxy:
     def _status(self, environ: Environ, start_response: StartResponse) -> Any:
         try:
             return self._to_manager(environ, start_response, "/status")
-        except UnknownError as error:
+        except SessionNotCreated as error:
             body = {"value": {"ready": False, "message": error.message}}
             return reply_json(start_response, 200, _dumps(body))
 

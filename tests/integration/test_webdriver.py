@@ -54,7 +54,8 @@ def test_execute_script(driver: WebDriver, pages: str) -> None:
 def test_cookies(driver: WebDriver, pages: str) -> None:
     driver.get(pages + "/form.html")
     driver.add_cookie({"name": "flavour", "value": "oat"})
-    assert driver.get_cookie("flavour")["value"] == "oat"
+    cookie = driver.get_cookie("flavour")
+    assert cookie is not None and cookie["value"] == "oat"
     driver.delete_cookie("flavour")
     assert driver.get_cookie("flavour") is None
 

@@ -164,12 +164,6 @@ def test_repr_names_every_field() -> None:
         assert f"{field.name}=" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_parse_seconds accepts infinity: Heartbeat.beat raises OverflowError "
-    "on int(ttl * 1000), EXPIRE refuses an infinite retention, and an infinite "
-    "queue timeout never abandons a start whose worker died",
-)
 @pytest.mark.parametrize(
     ("name", "raw"),
     [
