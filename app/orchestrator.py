@@ -132,10 +132,31 @@ class Orchestrator:
             self._stoppers[session_id] = stopper
 
     def stop_all(self, reason: str) -> None:
+        """Stop every node of this worker, side by side, and wait for them."""
         with self._lock:
             stoppers = list(self._stoppers.values())
-        for stop in stoppers:
-            stop(reason)
+        threads = [threading.Thread(target=stop, args=(reason,)) for stop in stoppers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def drain(self) -> None:
+        """Let running sessions end, stopping them after the drain timeout."""
+        timeout = self.config.drain_timeout
+        with self._lock:
+            running = len(self._held)
+        log.info(
+            "worker %s takes no new session; %d running get %g s to end "
+            "(WEBGRID_DRAIN_TIMEOUT)",
+            self.name,
+            running,
+            timeout,
+        )
+        reason = f"its worker shut down and the {timeout:g} s drain ran out"
+        timer = threading.Timer(timeout, self.stop_all, args=(reason,))
+        timer.daemon = True
+        timer.start()
 
 
 _current: Orchestrator | None = None
@@ -177,6 +198,19 @@ def _on_worker_ready(**_: Any) -> None:
         orchestrator.config.slots,
         offered or "nothing",
     )
+
+
+@signals.worker_shutting_down.connect
+def _on_worker_shutting_down(how: str = "", **_: Any) -> None:
+    if _current is None:
+        return
+    if how == "Warm":
+        _current.drain()
+    else:
+        # NOTE: on a cold shutdown Celery cancels running tasks, which its
+        # thread pool cannot do; the nodes are stopped here first so that
+        # none outlives the worker.
+        _current.stop_all("its worker was stopped at once")
 
 
 @signals.worker_shutdown.connect

@@ -35,10 +35,9 @@ COMMANDS = {
     "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "--loglevel", "INFO"],
     "proxy": [PYTHON, "-m", "app.web", "proxy"],
 }
-# How each kind of child ("worker", or "worker-<name>") is asked to stop: a
-# worker's SIGTERM would wait for every session to end; SIGQUIT stops it at
-# once, and it stops its nodes.
-STOP_SIGNALS = {"worker": signal.SIGQUIT}
+# The all-in-one grid stops its worker's sessions at once when it stops;
+# a worker of its own would give them WEBGRID_DRAIN_TIMEOUT to end.
+WORKER_ENV = {"WEBGRID_DRAIN_TIMEOUT": "0"}
 
 
 class Supervisor:
@@ -49,14 +48,20 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
     def spawn(
-        self, name: str, command: list[str], *, log_path: str | None = None
+        self,
+        name: str,
+        command: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_path: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start `command` as `name`; its output goes to `log_path` if given."""
+        """Start `command` as `name`, with `env` on top of the common one;
+        its output goes to `log_path` if given."""
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(open(log_path, "ab")) if log_path else None
             process = subprocess.Popen(
                 command,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
@@ -73,8 +78,7 @@ class Supervisor:
     def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> int | None:
         process = self.children.pop(name)
         if process.poll() is None:
-            kind = name.split("-", 1)[0]
-            process.send_signal(STOP_SIGNALS.get(kind, signal.SIGTERM))
+            process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -127,7 +131,9 @@ def run(config: settings.Settings) -> int:
         supervisor = Supervisor({**os.environ, "REDIS_URL": redis_url})
         stack.callback(supervisor.stop_all)
         for name, command in COMMANDS.items():
-            supervisor.spawn(name, command)
+            supervisor.spawn(
+                name, command, env=WORKER_ENV if name == "worker" else None
+            )
         message = wait_ready(config.proxy_port, supervisor, READY_TIMEOUT)
         log.info(
             "grid ready at http://localhost:%d (%s); Ctrl-C stops it",

@@ -38,6 +38,7 @@ class Settings:
     idle_timeout: float = 300.0
     startup_timeout: float = 60.0
     queue_timeout: float = 300.0
+    drain_timeout: float = 1800.0
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 10.0
     session_retention: float = 86400.0
@@ -67,6 +68,7 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_IDLE_TIMEOUT", "idle_timeout"),
     ("WEBGRID_STARTUP_TIMEOUT", "startup_timeout"),
     ("WEBGRID_QUEUE_TIMEOUT", "queue_timeout"),
+    ("WEBGRID_DRAIN_TIMEOUT", "drain_timeout"),
     ("WEBGRID_HEARTBEAT_INTERVAL", "heartbeat_interval"),
     ("WEBGRID_HEARTBEAT_TTL", "heartbeat_ttl"),
     ("WEBGRID_SESSION_RETENTION", "session_retention"),
@@ -94,6 +96,13 @@ def _parse_seconds(text: str) -> float:
     seconds = float(text)
     if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError("it must be a finite number of seconds greater than 0")
+    return seconds
+
+
+def _parse_seconds_or_zero(text: str) -> float:
+    seconds = float(text)
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise ValueError("it must be a finite number of seconds, 0 or more")
     return seconds
 
 
@@ -137,6 +146,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "idle_timeout": _parse_seconds,
     "startup_timeout": _parse_seconds,
     "queue_timeout": _parse_seconds,
+    "drain_timeout": _parse_seconds_or_zero,
     "heartbeat_interval": _parse_seconds,
     "heartbeat_ttl": _parse_seconds,
     "session_retention": _parse_seconds,

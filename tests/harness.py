@@ -27,6 +27,7 @@ FAST = {
     "WEBGRID_HEARTBEAT_INTERVAL": "0.5",
     "WEBGRID_HEARTBEAT_TTL": "3",
     "WEBGRID_LOG_LEVEL": "INFO",
+    "WEBGRID_DRAIN_TIMEOUT": "0",
     "SE_OFFLINE": "true",
 }
 
@@ -80,14 +81,9 @@ class Grid:
     def start_process(
         self, name: str, command: list[str], **env: str
     ) -> subprocess.Popen[bytes]:
-        supervisor = self.supervisor
-        if env:
-            supervisor = Supervisor({**self.env, **env})
-        process = supervisor.spawn(
-            name, command, log_path=str(self.logs / f"{name}.log")
+        return self.supervisor.spawn(
+            name, command, env=env, log_path=str(self.logs / f"{name}.log")
         )
-        self.supervisor.children[name] = process
-        return process
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
