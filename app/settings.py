@@ -78,32 +78,42 @@ _ENV: tuple[tuple[str, str], ...] = (
 ENV_NAMES = {field: name for name, field in _ENV}
 
 
-def _parse_port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError("a port is a whole number from 0 to 65535")
-    return port
-
-
-def _parse_positive_int(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise ValueError("it must be a whole number of at least 1")
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise ValueError(f"{what} is a whole number from {low} to {high}")
     return number
 
 
-def _parse_seconds(text: str) -> float:
-    seconds = float(text)
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError("it must be a finite number of seconds greater than 0")
+def _seconds(text: str, *, zero_ok: bool) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    low_ok = seconds >= 0 if zero_ok else seconds > 0
+    if not (low_ok and math.isfinite(seconds)):
+        least = "0 or more" if zero_ok else "greater than 0"
+        raise ValueError(f"it must be a finite number of seconds, {least}")
     return seconds
+
+
+def _parse_port(text: str) -> int:
+    return _whole(text, 0, 65535, "a port")
+
+
+def _parse_positive_int(text: str) -> int:
+    return _whole(text, 1, 100_000, "it")
+
+
+def _parse_seconds(text: str) -> float:
+    return _seconds(text, zero_ok=False)
 
 
 def _parse_seconds_or_zero(text: str) -> float:
-    seconds = float(text)
-    if not (seconds >= 0 and math.isfinite(seconds)):
-        raise ValueError("it must be a finite number of seconds, 0 or more")
-    return seconds
+    return _seconds(text, zero_ok=True)
 
 
 def _parse_bool(text: str) -> bool:
