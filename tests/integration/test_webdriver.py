@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from selenium import webdriver
@@ -116,3 +116,19 @@ def test_legacy_wd_hub_base_path(grid: Grid, pages: str) -> None:
         assert session.title == "Grid test form"
     finally:
         session.quit()
+
+
+def test_firefox_through_the_grid(make_grid: Callable[..., Grid], pages: str) -> None:
+    grid = make_grid(WEBGRID_BROWSERS="chrome,firefox")
+    session = webdriver.Remote(grid.url, options=webdriver.FirefoxOptions())
+    session_id = session.session_id or ""
+    try:
+        assert session.capabilities["browserName"] == "firefox"
+        session.get(pages + "/form.html")
+        session.find_element(By.ID, "name").send_keys("fox")
+        session.find_element(By.ID, "greet").click()
+        assert session.find_element(By.ID, "greeting").text == "Hello, fox!"
+    finally:
+        session.quit()
+    grid.wait_slots_free(timeout=15)
+    assert session_processes(session_id) == []
