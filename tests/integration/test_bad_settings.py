@@ -27,3 +27,22 @@ def test_bad_setting_stops_the_start(component: str, name: str, value: str) -> N
     )
     assert done.returncode != 0
     assert f"{name}={value!r} is not valid" in done.stderr
+
+
+def test_unpatched_server_refuses_to_start() -> None:
+    code = "from app.patching import require_patched; require_patched('proxy')"
+    done = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "proxy: gevent did not patch socket" in done.stderr
+    assert "patch_all()" in done.stderr
+
+
+def test_patched_server_starts() -> None:
+    code = (
+        "from gevent import monkey; monkey.patch_all(); "
+        "from app.patching import require_patched; require_patched('proxy')"
+    )
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
