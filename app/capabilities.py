@@ -118,6 +118,57 @@ def _merge(always: Capabilities, first: Capabilities) -> Capabilities:
     return {**always, **first}
 
 
+GRID_OPTIONS = "webgrid:options"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GridOptions:
+    """What a client asks of the grid itself, in `webgrid:options`."""
+
+    idle_timeout: float | None = None
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def grid_options(caps: Mapping[str, Any]) -> GridOptions:
+    """Validate and read `webgrid:options`; raise `InvalidArgument` if bad."""
+    options = caps.get(GRID_OPTIONS, {})
+    if not isinstance(options, dict):
+        raise InvalidArgument(f"'{GRID_OPTIONS}' must be a JSON object")
+    unknown = sorted(set(options) - {"idleTimeout", "metadata"})
+    if unknown:
+        raise InvalidArgument(
+            f"'{GRID_OPTIONS}' has unknown key '{unknown[0]}'; "
+            "known: idleTimeout, metadata"
+        )
+    return GridOptions(
+        idle_timeout=_idle_timeout(options.get("idleTimeout")),
+        metadata=_metadata(options.get("metadata", {})),
+    )
+
+
+def _idle_timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 < value < float("inf"):
+        raise InvalidArgument(
+            f"'{GRID_OPTIONS}' idleTimeout must be a number of seconds above 0"
+        )
+    return float(value)
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+    if not ok:
+        raise InvalidArgument(
+            f"'{GRID_OPTIONS}' metadata must map strings to strings, "
+            'for example {"test": "login works"}'
+        )
+    return dict(value)
+
+
 def browser_of(caps: Mapping[str, Any]) -> str:
     """The offered browser name a capability set asks for ('' for any)."""
     name = str(caps.get("browserName", "")).strip().lower()

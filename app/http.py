@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import http.client
 import logging
+import select
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from gevent.pywsgi import WSGIHandler
 
 from app.errors import InvalidArgument, WebDriverError
 
@@ -55,6 +59,9 @@ class Response:
         self.closing = closing
 
 
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
 class Upstream:
     """Kept-alive connections to one `host:port`, reused across requests."""
 
@@ -78,13 +85,19 @@ class Upstream:
         """Send one request; retry once if a reused connection had closed."""
         conn, reused = self._checkout(timeout)
         try:
-            response = self._exchange(conn, method, path, body, headers)
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            try:
+                response = self._exchange(conn, method, path, body, headers)
+            except _STALE:
+                if not reused:
+                    raise
+                conn.close()
+                conn, _ = self._checkout(timeout, fresh=True)
+                response = self._exchange(conn, method, path, body, headers)
+        except BaseException:
+            # NOTE: BaseException, so that a request abandoned by its client
+            # (its greenlet killed) never leaves a half-read connection idle.
             conn.close()
-            if not reused:
-                raise
-            conn, _ = self._checkout(timeout, fresh=True)
-            response = self._exchange(conn, method, path, body, headers)
+            raise
         self._checkin(conn, response)
         return response
 
@@ -127,6 +140,28 @@ class Upstream:
             conn.close()
         else:
             self._idle.append(conn)
+
+
+class ClientSocketHandler(WSGIHandler):
+    """gevent's handler, with the client's socket in the environ, so that a
+    long request can notice that its client has gone."""
+
+    def get_environ(self) -> Environ:
+        environ: Environ = super().get_environ()
+        environ["webgrid.socket"] = self.socket
+        return environ
+
+
+def client_gone(environ: Environ) -> bool:
+    """Whether the client of this request has closed its connection."""
+    sock = environ.get("webgrid.socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def read_body(environ: Environ, limit: int) -> bytes:

@@ -7,7 +7,7 @@ Every key the grid writes is built here:
     webgrid:route:<session>        "host:port" of the node serving it (heartbeat)
     webgrid:session:<session>      hash: the session record (state, times, ...)
     webgrid:session:<session>:result   list: the node's answer for the manager
-    webgrid:session:<session>:cancel   set when the requester has given up
+    webgrid:sessions:live          set: ids of the sessions not yet terminated
 
 A session moves queued -> provisioning -> running -> terminated; it may
 also go straight from queued or provisioning to terminated. The record is
@@ -35,6 +35,7 @@ WORKER_PREFIX = PREFIX + "worker:"
 MANAGER_PREFIX = PREFIX + "manager:"
 ROUTE_PREFIX = PREFIX + "route:"
 SESSION_PREFIX = PREFIX + "session:"
+LIVE_KEY = PREFIX + "sessions:live"
 
 QUEUED = "queued"
 PROVISIONING = "provisioning"
@@ -67,10 +68,6 @@ def result_key(session_id: str) -> str:
     return f"{SESSION_PREFIX}{session_id}:result"
 
 
-def cancel_key(session_id: str) -> str:
-    return f"{SESSION_PREFIX}{session_id}:cancel"
-
-
 def connect(url: str) -> redis.Redis:
     """A client that decodes to str and retries a dropped connection."""
     return redis.Redis.from_url(
@@ -86,20 +83,28 @@ def connect(url: str) -> redis.Redis:
 
 
 def create_session(
-    client: redis.Redis, session_id: str, browser: str, requested: dict[str, Any]
+    client: redis.Redis,
+    session_id: str,
+    browser: str,
+    requested: dict[str, Any],
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Record a new session as queued."""
     now = time.time()
-    client.hset(
-        session_key(session_id),
-        mapping={
-            "state": QUEUED,
-            "browser": browser,
-            "requested": json.dumps(requested),
-            "created_at": now,
-            "queued_at": now,
-        },
-    )
+    with client.pipeline() as pipe:
+        pipe.hset(
+            session_key(session_id),
+            mapping={
+                "state": QUEUED,
+                "browser": browser,
+                "requested": json.dumps(requested),
+                "metadata": json.dumps(metadata or {}),
+                "created_at": now,
+                "queued_at": now,
+            },
+        )
+        pipe.sadd(LIVE_KEY, session_id)
+        pipe.execute()
     log.info("session %s queued for %s", session_id, browser or "any browser")
 
 
@@ -125,6 +130,8 @@ def transition(
         keep,
         *pairs,
     )
+    if moved and new_state == TERMINATED:
+        client.srem(LIVE_KEY, session_id)
     if moved:
         detail = f" ({fields['reason']})" if "reason" in fields else ""
         log.info("session %s %s -> %s%s", session_id, previous, new_state, detail)
@@ -145,6 +152,11 @@ def terminate(
     )
     client.delete(route_key(session_id))
     return ended
+
+
+def live_sessions(client: redis.Redis) -> list[str]:
+    """Ids of every session recorded as not yet terminated."""
+    return sorted(client.smembers(LIVE_KEY))  # type: ignore[arg-type]
 
 
 def session(client: redis.Redis, session_id: str) -> dict[str, str]:

@@ -36,6 +36,8 @@ class Settings:
     geckodriver: str = ""
     headless: bool = True
     idle_timeout: float = 300.0
+    max_idle_timeout: float = 3600.0
+    first_command_timeout: float = 60.0
     startup_timeout: float = 60.0
     queue_timeout: float = 300.0
     drain_timeout: float = 1800.0
@@ -66,6 +68,8 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_GECKODRIVER", "geckodriver"),
     ("WEBGRID_HEADLESS", "headless"),
     ("WEBGRID_IDLE_TIMEOUT", "idle_timeout"),
+    ("WEBGRID_MAX_IDLE_TIMEOUT", "max_idle_timeout"),
+    ("WEBGRID_FIRST_COMMAND_TIMEOUT", "first_command_timeout"),
     ("WEBGRID_STARTUP_TIMEOUT", "startup_timeout"),
     ("WEBGRID_QUEUE_TIMEOUT", "queue_timeout"),
     ("WEBGRID_DRAIN_TIMEOUT", "drain_timeout"),
@@ -154,6 +158,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "browsers": _parse_browsers,
     "headless": _parse_bool,
     "idle_timeout": _parse_seconds,
+    "max_idle_timeout": _parse_seconds,
+    "first_command_timeout": _parse_seconds,
     "startup_timeout": _parse_seconds,
     "queue_timeout": _parse_seconds,
     "drain_timeout": _parse_seconds_or_zero,

@@ -23,9 +23,10 @@ from typing import Any
 import gevent
 import gevent.event
 import psutil
+import redis
 from gevent.pywsgi import WSGIServer
 
-from app import registry
+from app import capabilities, registry
 from app.errors import InvalidSessionId, SessionNotCreated, UnknownError, WebDriverError
 from app.http import (
     Environ,
@@ -60,7 +61,9 @@ class NodeAgent:
         self.server: WSGIServer | None = None
         self.route: registry.Heartbeat | None = None
         self.last_activity = time.monotonic()
-        self.idle_timeout = self.grid.idle_timeout
+        self.commands = 0
+        self.idle_timeout, self.first_timeout = _idle_timeouts(config)
+        self._worker_missing_since: float | None = None
         self._stopping = gevent.event.Event()
         self._stop_reason = ""
         self._deleted = False
@@ -237,6 +240,7 @@ class NodeAgent:
 
     def _wsgi(self, environ: Environ, start_response: StartResponse) -> Any:
         self.last_activity = time.monotonic()
+        self.commands += 1
         try:
             return self._forward(environ, start_response)
         except WebDriverError as error:
@@ -293,12 +297,39 @@ class NodeAgent:
 
     def _reason_to_stop(self) -> str:
         idle = time.monotonic() - self.last_activity
+        if not self.commands and idle > self.first_timeout:
+            return f"no command within {self.first_timeout:g} s of its start"
         if idle > self.idle_timeout:
             return f"idle for more than {self.idle_timeout:g} s"
         if self.config.parent_pid and os.getppid() != self.config.parent_pid:
             return "its worker is gone"
         if self.driver_process and self.driver_process.poll() is not None:
             return f"the driver exited with code {self.driver_process.returncode}"
+        return self._grid_says_stop()
+
+    def _grid_says_stop(self) -> str:
+        """A reason to stop found in Redis: the record ended, or the worker."""
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hmget(registry.session_key(self.session_id), "state", "reason")
+                pipe.exists(registry.worker_key(self.config.worker))
+                (state, reason), worker_alive = pipe.execute()
+        except redis.RedisError:
+            return ""
+        if state == registry.TERMINATED:
+            return f"ended by the grid: {reason}"
+        return self._worker_gone(bool(worker_alive) or not self.config.worker)
+
+    def _worker_gone(self, alive: bool) -> str:
+        """A reason once the worker's heartbeat has been missing a full TTL."""
+        now = time.monotonic()
+        if alive:
+            self._worker_missing_since = None
+            return ""
+        if self._worker_missing_since is None:
+            self._worker_missing_since = now
+        if now - self._worker_missing_since > self.grid.heartbeat_ttl:
+            return "its worker is gone"
         return ""
 
     # -- end -----------------------------------------------------------------
@@ -335,6 +366,13 @@ class NodeAgent:
         if self.driver is not None:
             self.driver.close()
         _kill_tree(self.driver_process)
+
+
+def _idle_timeouts(config: NodeConfig) -> tuple[float, float]:
+    """The idle timeout (the client's, capped) and the first-command one."""
+    asked = capabilities.grid_options(config.capabilities).idle_timeout
+    idle = min(asked or config.grid.idle_timeout, config.grid.max_idle_timeout)
+    return idle, min(config.grid.first_command_timeout, idle)
 
 
 def _free_port() -> int:

@@ -12,6 +12,8 @@ import logging
 import time
 from typing import Any
 
+import redis
+
 from app import registry
 from app.orchestrator import Orchestrator, celery, current
 from app.provisioners.local import LocalNode, LocalProvisioner
@@ -20,7 +22,9 @@ log = logging.getLogger(__name__)
 
 # How long a node may take beyond the startup timeout to report on its own.
 STARTUP_GRACE = 5.0
-POLL = 0.25
+# How long a node whose record has ended may take to stop by itself.
+STOP_GRACE = 5.0
+POLL = 0.5
 
 
 @celery.task(name="provision_node", acks_late=True, ignore_result=True)
@@ -67,18 +71,19 @@ def _run_node(
 
 
 def _supervise(orchestrator: Orchestrator, session_id: str, node: LocalNode) -> str:
-    """Wait for the node to end; stop it if it overstays its start."""
+    """Wait for the node to end; stop it if it overstays its start or its
+    session was ended by the grid (the client went away, for example)."""
     config = orchestrator.config
     start_deadline = time.monotonic() + config.startup_timeout + STARTUP_GRACE
+    ended_at: float | None = None
     while True:
         code = node.wait(POLL)
         if code is not None:
             if code != 0:
                 _end(orchestrator, session_id, f"its node exited with code {code}")
             return "ended"
-        if time.monotonic() > start_deadline and _still_starting(
-            orchestrator, session_id
-        ):
+        state = _state(orchestrator, session_id)
+        if state == registry.PROVISIONING and time.monotonic() > start_deadline:
             _end(
                 orchestrator,
                 session_id,
@@ -86,11 +91,34 @@ def _supervise(orchestrator: Orchestrator, session_id: str, node: LocalNode) -> 
                 "(WEBGRID_STARTUP_TIMEOUT)",
             )
             return "timed out"
+        if state == registry.TERMINATED:
+            # A running node ends itself when its record ends; one that is
+            # still starting, or does not within its grace, is stopped here.
+            ended_at = ended_at or time.monotonic()
+            if not _was_running(orchestrator, session_id) or (
+                time.monotonic() - ended_at > STOP_GRACE
+            ):
+                return "withdrawn"
 
 
-def _still_starting(orchestrator: Orchestrator, session_id: str) -> bool:
-    state = orchestrator.client.hget(registry.session_key(session_id), "state")
-    return state == registry.PROVISIONING
+def _state(orchestrator: Orchestrator, session_id: str) -> str | None:
+    """The record's state; None when Redis does not answer or has lost it
+    (a restarted Redis): then the node goes on as it is."""
+    try:
+        state = orchestrator.client.hget(registry.session_key(session_id), "state")
+    except redis.RedisError:
+        return None
+    return str(state) if state is not None else None
+
+
+def _was_running(orchestrator: Orchestrator, session_id: str) -> bool:
+    try:
+        running_at = orchestrator.client.hget(
+            registry.session_key(session_id), "running_at"
+        )
+    except redis.RedisError:
+        return True
+    return running_at is not None
 
 
 def _end(orchestrator: Orchestrator, session_id: str, reason: str) -> None:

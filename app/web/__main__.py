@@ -15,6 +15,7 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from app import logs, registry, settings  # noqa: E402
 from app.errors import SettingsError  # noqa: E402
+from app.http import ClientSocketHandler  # noqa: E402
 from app.patching import require_patched  # noqa: E402
 
 log = logging.getLogger("app.web")
@@ -33,6 +34,7 @@ def serve_proxy(config: settings.Settings) -> None:
         Proxy(config, routes),
         log=None,
         error_log=log,
+        handler_class=ClientSocketHandler,
     )
     server.start()
     log.info("proxy serving on http://%s:%d", config.proxy_bind, server.server_port)
@@ -50,6 +52,7 @@ def serve_manager(config: settings.Settings) -> None:
         create_app(config, client, celery),
         log=None,
         error_log=log,
+        handler_class=ClientSocketHandler,
     )
     server.start()
     address = f"{config.host}:{server.server_port}"

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -27,6 +28,7 @@ from app.errors import (
     WebDriverError,
     from_code,
 )
+from app.http import client_gone
 from app.orchestrator import queue_for
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ def create_app(config: settings.Settings, client: redis.Redis, tasks: Celery) ->
 
     @flask_app.post("/session")
     def new_session() -> Response:
-        return _json(200, {"value": manager.new_session(_json_body())})
+        environ = request.environ
+        answer = manager.new_session(_json_body(), lambda: client_gone(environ))
+        return _json(200, {"value": answer})
 
     @flask_app.get("/status")
     def status() -> Response:
@@ -90,27 +94,35 @@ class Manager:
         self.client = client
         self.tasks = tasks
 
-    def new_session(self, body: Any) -> dict[str, Any]:
+    def new_session(
+        self, body: Any, client_gone: Callable[[], bool] = lambda: False
+    ) -> dict[str, Any]:
+        """Start a session for `body`; give it up if `client_gone()` turns true."""
         candidates = capabilities.process(body)
         workers = registry.live_workers(self.client)
         caps, offer = capabilities.match(candidates, registry.offers_of(workers))
+        options = capabilities.grid_options(caps)
 
         session_id = str(uuid.uuid4())
         browser = offer.browser_name
-        registry.create_session(self.client, session_id, browser, caps)
+        registry.create_session(
+            self.client, session_id, browser, caps, options.metadata
+        )
         self.tasks.send_task(
             "provision_node",
             args=[session_id, browser, caps],
             queue=queue_for(browser),
         )
-        answer = self._wait(session_id)
+        answer = self._wait(session_id, client_gone)
         return {"sessionId": session_id, "capabilities": answer["capabilities"]}
 
-    def _wait(self, session_id: str) -> dict[str, Any]:
+    def _wait(self, session_id: str, client_gone: Callable[[], bool]) -> dict[str, Any]:
         """The node's answer; raise `SessionNotCreated` on a failure or timeout."""
         queued_since = time.monotonic()
         while True:
             result = registry.wait_result(self.client, session_id, WAIT_STEP)
+            if client_gone():
+                self._abandon(session_id, "its client went away")
             if result is not None:
                 return self._accept(session_id, result)
             waited = time.monotonic() - queued_since
@@ -122,7 +134,7 @@ class Manager:
                     session_id=session_id,
                 )
             if waited > self._hard_limit():
-                self._abandon(session_id)
+                self._abandon(session_id, "its worker never reported on the start")
 
     def _accept(self, session_id: str, result: dict[str, Any]) -> dict[str, Any]:
         if result.get("ok"):
@@ -144,9 +156,8 @@ class Manager:
     def _hard_limit(self) -> float:
         return self.config.queue_timeout + self.config.startup_timeout + 30
 
-    def _abandon(self, session_id: str) -> None:
-        """Give up on a start whose worker went silent."""
-        reason = "its worker never reported on the start"
+    def _abandon(self, session_id: str, reason: str) -> None:
+        """End the session, whatever its state, and fail the request."""
         registry.terminate(
             self.client, session_id, reason, retention=self.config.session_retention
         )

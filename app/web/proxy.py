@@ -30,8 +30,10 @@ from app.errors import (
 )
 from app.http import (
     Environ,
+    Response,
     StartResponse,
     Upstream,
+    client_gone,
     read_body,
     reply,
     reply_error,
@@ -46,6 +48,8 @@ LEGACY_BASE = "/wd/hub"
 SESSION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 MAX_BODY = 256 * 1024 * 1024
 NOTIFY_FLAGS = "K$gx"
+# Seconds between checks that a client waiting for a new session is still there.
+CLIENT_CHECK = 0.5
 
 
 class RouteTable:
@@ -61,10 +65,7 @@ class RouteTable:
 
     def start(self) -> None:
         """Load what is alive now and follow changes in the background."""
-        if self._enable_notifications():
-            gevent.spawn(self._listen)
-        else:
-            gevent.spawn(self._poll)
+        gevent.spawn(self._follow)
 
     def node(self, session_id: str) -> str | None:
         """The node serving `session_id`, asking Redis on a miss."""
@@ -107,21 +108,31 @@ class RouteTable:
             )
             return False
 
-    def _listen(self) -> None:
-        prefix = f"__keyspace@{self._db}__:"
+    def _follow(self) -> None:
+        """Follow Redis for ever, through restarts and lost connections."""
         while True:
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(
-                    prefix + registry.ROUTE_PREFIX + "*",
-                    prefix + registry.MANAGER_PREFIX + "*",
-                )
-                self.reload()
-                for message in pubsub.listen():
-                    self._on_event(message["channel"][len(prefix) :], message["data"])
+                if self._enable_notifications():
+                    self._listen()
+                else:
+                    self._poll()
             except redis.RedisError as exc:
-                log.warning("lost Redis notifications (%s); reconnecting", exc)
+                log.warning("lost Redis (%s); reconnecting", exc)
                 gevent.sleep(1)
+
+    def _listen(self) -> None:
+        prefix = f"__keyspace@{self._db}__:"
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.psubscribe(
+                prefix + registry.ROUTE_PREFIX + "*",
+                prefix + registry.MANAGER_PREFIX + "*",
+            )
+            self.reload()
+            for message in pubsub.listen():
+                self._on_event(message["channel"][len(prefix) :], message["data"])
+        finally:
+            pubsub.close()
 
     def _on_event(self, key: str, event: str) -> None:
         is_node = key.startswith(registry.ROUTE_PREFIX)
@@ -142,10 +153,7 @@ class RouteTable:
 
     def _poll(self) -> None:
         while True:
-            try:
-                self.reload()
-            except redis.RedisError as exc:
-                log.warning("cannot read live nodes from Redis: %s", exc)
+            self.reload()
             gevent.sleep(self.config.heartbeat_interval)
 
 
@@ -217,15 +225,31 @@ class Proxy:
         random.shuffle(managers)
         for address in managers:
             try:
-                answer = self._forward(environ, address, path, timeout=None)
+                answer = self._forward_watching_client(environ, address, path)
             except ConnectionRefusedError:
                 log.warning("manager %s refused a connection; trying another", address)
                 continue
+            if answer is None:
+                log.info("client of %s %s went away; request dropped", "POST", path)
+                return []
             return reply(start_response, answer.status, answer.body, answer.headers)
         raise SessionNotCreated(
             "no manager is alive to start sessions; start one with "
             "'python -m app.web manager'"
         )
+
+    def _forward_watching_client(
+        self, environ: Environ, address: str, path: str
+    ) -> Response | None:
+        """Forward; if the client leaves first, drop the upstream request
+        (closing its connection tells the manager) and return None."""
+        request = gevent.spawn(self._forward, environ, address, path, timeout=None)
+        while not request.ready():
+            request.join(CLIENT_CHECK)
+            if not request.ready() and client_gone(environ):
+                request.kill()
+                return None
+        return request.get()  # type: ignore[no-any-return]
 
     def _status(self, environ: Environ, start_response: StartResponse) -> Any:
         try:

@@ -100,10 +100,21 @@ def test_idle_timeout_ends_the_session(make_grid: Callable[..., Grid]) -> None:
     grid = make_grid(WEBGRID_IDLE_TIMEOUT="2")
     driver = webdriver.Remote(grid.url, options=webdriver.ChromeOptions())
     session_id = driver.session_id or ""
+    assert driver.title == ""
     wait_for(lambda: grid.record(session_id)["state"] == "terminated", 10, "idle end")
     assert grid.record(session_id)["reason"] == "idle for more than 2 s"
     with pytest.raises(InvalidSessionIdException):
         driver.title  # noqa: B018 (a command is the point)
+    assert_cleaned(grid, session_id)
+
+
+def test_first_command_timeout_ends_an_abandoned_session(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(WEBGRID_FIRST_COMMAND_TIMEOUT="2")
+    session_id = start_session(grid)
+    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 10, "end")
+    assert grid.record(session_id)["reason"] == "no command within 2 s of its start"
     assert_cleaned(grid, session_id)
 
 

@@ -16,13 +16,16 @@ KEY_BUILDERS: list[tuple[Callable[[str], str], str]] = [
     (registry.route_key, "webgrid:route:host-1@7"),
     (registry.session_key, "webgrid:session:host-1@7"),
     (registry.result_key, "webgrid:session:host-1@7:result"),
-    (registry.cancel_key, "webgrid:session:host-1@7:cancel"),
 ]
 
 
 @pytest.mark.parametrize(("build", "expected"), KEY_BUILDERS)
 def test_key_schema(build: Callable[[str], str], expected: str) -> None:
     assert build("host-1@7") == expected
+
+
+def test_live_set_key() -> None:
+    assert registry.LIVE_KEY == "webgrid:sessions:live"
 
 
 def test_keys_of_one_id_are_all_different() -> None:
