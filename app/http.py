@@ -4,6 +4,7 @@ connections, and the WSGI helpers both need.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import select
@@ -62,6 +63,20 @@ class Response:
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
+def nodelay(sock: socket.socket) -> None:
+    """Send small writes at once. NOTE: gevent writes a response's headers
+    and body in two sends; with Nagle's algorithm on, the second waits for
+    the peer's delayed ACK, about 40 ms a command."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Connection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        nodelay(self.sock)
+
+
 class Upstream:
     """Kept-alive connections to one `host:port`, reused across requests."""
 
@@ -114,9 +129,7 @@ class Upstream:
             if conn.sock is not None:
                 conn.sock.settimeout(conn.timeout)
             return conn, True
-        conn = http.client.HTTPConnection(
-            self.host, self.port, timeout=timeout or self.timeout
-        )
+        conn = _Connection(self.host, self.port, timeout=timeout or self.timeout)
         return conn, False
 
     def _exchange(
@@ -145,6 +158,10 @@ class Upstream:
 class ClientSocketHandler(WSGIHandler):
     """gevent's handler, with the client's socket in the environ, so that a
     long request can notice that its client has gone."""
+
+    def handle(self) -> None:
+        nodelay(self.socket)
+        super().handle()
 
     def get_environ(self) -> Environ:
         environ: Environ = super().get_environ()

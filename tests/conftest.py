@@ -33,8 +33,7 @@ def make_grid(
     yield make
     left = []
     for grid in grids:
-        grid.stop()
-        left += grid.processes()
+        left += grid.stop()
     assert not left, f"processes of grid sessions left running: {left}"
 
 

@@ -12,10 +12,11 @@ import pathlib
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psutil
+import redis
 import requests
 
 from app import embedded_redis, registry
@@ -112,15 +113,24 @@ class Grid:
 
     def processes(self) -> list[psutil.Process]:
         """Processes of any session of this grid that are still running."""
-        return session_processes(redis_url=self.redis_url)
+        return session_processes(
+            redis_url=self.redis_url, leaders=node_pids(self.client)
+        )
+
+    def session_processes(self, session_id: str) -> list[psutil.Process]:
+        """Processes of `session_id` that are still running."""
+        return session_processes(session_id, leaders=node_pids(self.client, session_id))
 
     def record(self, session_id: str) -> dict[str, str]:
         return registry.session(self.client, session_id)
 
-    def stop(self) -> None:
+    def stop(self) -> list[psutil.Process]:
+        """Stop every process of the grid; return those its sessions left."""
         self.supervisor.stop_all()
+        left = self.processes()
         self.client.close()
         self._stack.close()
+        return left
 
 
 def wait_for(check: Any, timeout: float, what: str, step: float = 0.1) -> Any:
@@ -135,22 +145,62 @@ def wait_for(check: Any, timeout: float, what: str, step: float = 0.1) -> Any:
 
 
 def session_processes(
-    session_id: str | None = None, *, redis_url: str | None = None
+    session_id: str | None = None,
+    *,
+    redis_url: str | None = None,
+    leaders: Iterable[int] = (),
 ) -> list[psutil.Process]:
-    """Processes started for a session (any session of the grid on
-    `redis_url`, or of any grid, if `session_id` is None)."""
-    found = []
-    for process in psutil.process_iter(["pid", "name"]):
-        try:
-            env = process.environ()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        mark = env.get(NODE_SESSION_ENV)
-        if not mark or (session_id is not None and mark != session_id):
-            continue
-        if redis_url is None or env.get("REDIS_URL") == redis_url:
-            found.append(process)
-    return found
+    """Live processes started for a grid session.
+
+    They are found by the session mark in their environment (for
+    `session_id`, or any session of the grid on `redis_url`, or of any grid)
+    and by their Unix session: every process a node starts shares the node's,
+    whose ids `leaders` are (Chromium's helpers clear their environment).
+    """
+    leader_set = set(leaders)
+    return [
+        process
+        for process in psutil.process_iter(["pid", "name", "status"])
+        if process.info["status"] != psutil.STATUS_ZOMBIE
+        and (
+            _in_unix_session(process, leader_set)
+            or _marked(process, session_id, redis_url)
+        )
+    ]
+
+
+def _in_unix_session(process: psutil.Process, leaders: set[int]) -> bool:
+    try:
+        return bool(leaders) and os.getsid(process.pid) in leaders
+    except OSError:
+        return False
+
+
+def _marked(
+    process: psutil.Process, session_id: str | None, redis_url: str | None
+) -> bool:
+    try:
+        env = process.environ()
+    except psutil.Error:
+        return False
+    mark = env.get(NODE_SESSION_ENV)
+    if not mark or (session_id is not None and mark != session_id):
+        return False
+    return redis_url is None or env.get("REDIS_URL") == redis_url
+
+
+def node_pids(client: redis.Redis, session_id: str | None = None) -> set[int]:
+    """Node process ids recorded for `session_id` (or for every session)."""
+    if session_id is not None:
+        keys = [registry.session_key(session_id)]
+    else:
+        keys = [
+            key
+            for key in client.scan_iter(match=registry.SESSION_PREFIX + "*")
+            if str(key).count(":") == 2
+        ]
+    pids = {client.hget(key, "node_pid") for key in keys}
+    return {int(str(pid)) for pid in pids if pid}
 
 
 def browser_processes() -> list[psutil.Process]:

@@ -18,17 +18,18 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import gevent
 import gevent.event
-import psutil
 import redis
 from gevent.pywsgi import WSGIServer
 
 from app import capabilities, registry
 from app.errors import InvalidSessionId, SessionNotCreated, UnknownError, WebDriverError
 from app.http import (
+    ClientSocketHandler,
     Environ,
     StartResponse,
     Upstream,
@@ -43,6 +44,8 @@ from app.node.config import NodeConfig
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024 * 1024
+# Seconds a stopping node waits for answers still being written.
+ANSWER_GRACE = 2.0
 DRIVER_LOG = "driver.log"
 
 
@@ -62,6 +65,7 @@ class NodeAgent:
         self.route: registry.Heartbeat | None = None
         self.last_activity = time.monotonic()
         self.commands = 0
+        self._in_flight = 0
         self.idle_timeout, self.first_timeout = _idle_timeouts(config)
         self._worker_missing_since: float | None = None
         self._stopping = gevent.event.Event()
@@ -72,6 +76,7 @@ class NodeAgent:
 
     def run(self) -> int:
         gevent.signal_handler(signal.SIGTERM, self.stop, "stopped by its worker")
+        _lead_own_group()
         try:
             capabilities = self._start_session()
             self._serve()
@@ -188,7 +193,11 @@ class NodeAgent:
 
     def _serve(self) -> None:
         self.server = WSGIServer(
-            (self.grid.host, 0), self._wsgi, log=None, error_log=log
+            (self.grid.host, 0),
+            self._wsgi,
+            log=None,
+            error_log=log,
+            handler_class=ClientSocketHandler,
         )
         self.server.start()
         self.address = f"{self.grid.host}:{self.server.server_port}"
@@ -241,12 +250,20 @@ class NodeAgent:
     def _wsgi(self, environ: Environ, start_response: StartResponse) -> Any:
         self.last_activity = time.monotonic()
         self.commands += 1
+        self._in_flight += 1
         try:
-            return self._forward(environ, start_response)
+            body = self._forward(environ, start_response)
         except WebDriverError as error:
-            return reply_error(start_response, error)
-        finally:
-            self.last_activity = time.monotonic()
+            body = reply_error(start_response, error)
+        except BaseException:
+            self._answered()
+            raise
+        return _Answer(body, self._answered)
+
+    def _answered(self) -> None:
+        """Called once an answer has been written to the client."""
+        self._in_flight -= 1
+        self.last_activity = time.monotonic()
 
     def _forward(self, environ: Environ, start_response: StartResponse) -> Any:
         assert self.driver is not None
@@ -272,7 +289,12 @@ class NodeAgent:
             ) from None
         self._after(method, path, answer.status, answer.body)
         out = rewrite.to_client(answer.body, self.driver_id, self.session_id)
-        return reply(start_response, answer.status, out, answer.headers)
+        kept = answer.headers
+        if self._stopping.is_set():
+            # The session ended with this command: let the connection close
+            # after the answer, so that the node can stop right away.
+            kept = [*kept, ("Connection", "close")]
+        return reply(start_response, answer.status, out, kept)
 
     def _after(self, method: str, path: str, status: int, body: bytes) -> None:
         """End the node when a command has ended the session."""
@@ -344,10 +366,18 @@ class NodeAgent:
             self._stop_reason,
             retention=self.grid.session_retention,
         )
-        if self.server is not None:
-            self.server.stop(timeout=2)
+        self._stop_serving()
         self._quit_browser()
         self._cleanup()
+
+    def _stop_serving(self) -> None:
+        """Stop accepting, and give answers being written a moment to go."""
+        if self.server is None:
+            return
+        self.server.close()
+        deadline = time.monotonic() + ANSWER_GRACE
+        while self._in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.01)
 
     def _quit_browser(self) -> None:
         if self._deleted or not self.driver_id or self.driver is None:
@@ -360,12 +390,17 @@ class NodeAgent:
             log.debug("node %s: driver gone before quit", self.session_id)
 
     def _cleanup(self) -> None:
-        """Stop the driver and every process below this node."""
+        """Stop the driver, then every other process of this node's group."""
         if self.server is not None:
-            self.server.stop(timeout=0)
+            self.server.close()
         if self.driver is not None:
             self.driver.close()
-        _kill_tree(self.driver_process)
+        _stop_driver(self.driver_process, at_once=self._deleted)
+        # NOTE: Chromium's helpers outlive the browser by a second or two and
+        # are no longer its children by then, but they stay in this group.
+        # The node itself takes SIGTERM as a request to stop, which it is
+        # doing already.
+        os.killpg(0, signal.SIGTERM)
 
 
 def _idle_timeouts(config: NodeConfig) -> tuple[float, float]:
@@ -397,20 +432,34 @@ def _no_windows_left(body: bytes) -> bool:
         return False
 
 
-def _kill_tree(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None:
+def _lead_own_group() -> None:
+    """Make the node lead a process group of its own, which the driver and
+    browser join, so that ending the group ends exactly the session."""
+    if os.getpgid(0) != os.getpid():
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+
+
+def _stop_driver(process: subprocess.Popen[bytes] | None, *, at_once: bool) -> None:
+    if process is None or process.poll() is not None:
         return
-    try:
-        children = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    if process.poll() is None:
+    if not at_once:
         process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(2)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
+    process.kill()
     process.wait()
+
+
+class _Answer:
+    """A WSGI answer that reports when the server has finished writing it."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+        self.body = body
+        self.done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        self.done()

@@ -3,8 +3,8 @@
 The node runs `python -m app.node` in a process group of its own, with a
 temporary folder that holds everything the session writes. Stopping a node
 ends its process group, then every process that still carries the session's
-mark in its environment (Chromium's helpers outlive their parent briefly),
-then removes the folder.
+Unix session or carries the session's mark in its environment, then
+removes the folder.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import Any
 
 import psutil
@@ -29,6 +30,7 @@ from app.node.config import NODE_SESSION_ENV
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0
+BROWSER_PROGRAMS = ("chrom", "firefox", "geckodriver", "crashhelper")
 # The folder that holds the `app` package, for the node's import path.
 SOURCE_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
@@ -56,8 +58,11 @@ class LocalNode:
                 log.warning("node %s ignored SIGTERM; killing it", self.session_id)
         self._signal_group(signal.SIGKILL)
         self.process.wait()
-        kill_marked(self.session_id)
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        kill_session(self.session_id, self.process.pid)
+        # The folder goes in the background: the slot is free without it.
+        threading.Thread(
+            target=shutil.rmtree, args=(self.tmpdir, True), name="rm tmpdir"
+        ).start()
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -77,7 +82,9 @@ class LocalProvisioner:
         capabilities: dict[str, Any],
         worker: str,
     ) -> LocalNode:
-        tmp = tempfile.mkdtemp(prefix=f"webgrid-{session_id}-")
+        # NOTE: short, since Chromium's socket paths under it must stay
+        # below the 108 bytes a unix socket path may have.
+        tmp = tempfile.mkdtemp(prefix=f"wg-{session_id[:8]}-")
         env = {
             **os.environ,
             "REDIS_URL": self.config.redis_url,
@@ -106,17 +113,30 @@ class LocalProvisioner:
         return LocalNode(session_id, process, tmp)
 
 
-def kill_marked(session_id: str) -> int:
-    """Kill every process whose environment names `session_id`; how many."""
+def kill_session(session_id: str, leader: int) -> int:
+    """Kill every process a node left; return how many.
+
+    Most stay in the node's Unix session (Chromium's helpers outlive the
+    browser briefly); a crash handler that leaves it still carries the
+    session's mark in its environment.
+    """
     killed = 0
-    for process in psutil.process_iter(["pid"]):
+    for process in psutil.process_iter(["pid", "name"]):
         try:
-            if process.environ().get(NODE_SESSION_ENV) != session_id:
-                continue
-            process.kill()
-            killed += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            if _left_by(process, session_id, leader):
+                process.kill()
+                killed += 1
+        except (OSError, psutil.Error):
             continue
     if killed:
         log.info("killed %d process(es) left by session %s", killed, session_id)
     return killed
+
+
+def _left_by(process: psutil.Process, session_id: str, leader: int) -> bool:
+    if os.getsid(process.pid) == leader:
+        return True
+    # Reading an environment costs more: only for the browsers' own programs.
+    if not str(process.info["name"]).startswith(BROWSER_PROGRAMS):
+        return False
+    return bool(process.environ().get(NODE_SESSION_ENV) == session_id)

@@ -58,6 +58,10 @@ def _run_node(
         _end(orchestrator, session_id, f"could not start a node process: {exc}")
         return "failed"
 
+    orchestrator.client.hset(
+        registry.session_key(session_id), "node_pid", node.process.pid
+    )
+
     def stop_for_worker(reason: str) -> None:
         _end(orchestrator, session_id, reason)
         node.stop()

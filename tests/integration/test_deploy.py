@@ -15,9 +15,9 @@ import pytest
 import requests
 from selenium import webdriver
 
-from app import embedded_redis
+from app import embedded_redis, registry
 from app.run import COMMANDS
-from tests.harness import session_processes, wait_for
+from tests.harness import node_pids, session_processes, wait_for
 
 ROOT = pathlib.Path(__file__).parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -91,7 +91,8 @@ def test_make_run_serves_and_stops_cleanly(
     assert redis_url, "make run logs the URL of its embedded Redis"
     driver = webdriver.Remote(url, options=webdriver.ChromeOptions())
     session_id = driver.session_id or ""
-    assert session_processes(session_id)
+    leaders = node_pids(registry.connect(redis_url.group(1)), session_id)
+    assert session_processes(session_id, leaders=leaders)
 
     if ctrl_c:
         os.killpg(make.pid, signal.SIGINT)
@@ -100,7 +101,7 @@ def test_make_run_serves_and_stops_cleanly(
         code = stop(make)
     # make dies by the signal it got, once its recipe has finished.
     assert code == -(signal.SIGINT if ctrl_c else signal.SIGTERM)
-    assert session_processes(session_id) == []
+    assert session_processes(session_id, leaders=leaders) == []
     assert not redis_alive(redis_url.group(1))
     assert "grid stopped" in log_file.read_text()
 
@@ -128,9 +129,11 @@ def test_procfile_under_honcho_and_an_extra_worker(log_file: pathlib.Path) -> No
             driver = webdriver.Remote(url, options=webdriver.ChromeOptions())
             assert driver.title == ""
             driver.quit()
+            leaders = node_pids(registry.connect(redis_url))
         finally:
             stop(honcho)
-        assert session_processes(redis_url=redis_url) == []
+        assert leaders
+        assert session_processes(redis_url=redis_url, leaders=leaders) == []
 
 
 def _extra_worker(log: pathlib.Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

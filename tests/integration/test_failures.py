@@ -18,7 +18,7 @@ import requests
 from selenium import webdriver
 from selenium.common.exceptions import InvalidSessionIdException
 
-from tests.harness import Grid, kill_node, session_processes, wait_for
+from tests.harness import Grid, kill_node, wait_for
 from tests.integration.test_w3c_errors import ANY_CHROME, assert_w3c_error, new_session
 
 SILENT_DRIVER = pathlib.Path(__file__).parents[1] / "fixtures" / "silent-driver"
@@ -37,7 +37,7 @@ def refused(grid: Grid, body: Any = ANY_CHROME) -> str:
 
 def assert_cleaned(grid: Grid, session_id: str) -> None:
     grid.wait_slots_free()
-    assert session_processes(session_id) == []
+    assert grid.session_processes(session_id) == []
     assert grid.record(session_id)["state"] == "terminated"
 
 
@@ -145,7 +145,7 @@ def test_killed_worker_takes_its_browsers_along(
     session_id = start_session(grid)
     worker = grid.supervisor.children["worker-w0"]
     os.kill(worker.pid, signal.SIGKILL)
-    wait_for(lambda: not session_processes(session_id), 15, "the node to end")
+    wait_for(lambda: not grid.session_processes(session_id), 15, "the node to end")
     record = grid.record(session_id)
     assert record["state"] == "terminated"
     assert record["reason"] == "its worker is gone"

@@ -10,7 +10,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.harness import Grid, session_processes, wait_for
+from tests.harness import Grid, wait_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +94,7 @@ def test_answer_carries_grid_id_and_driver_capabilities(grid: Grid) -> None:
 def test_quit_leaves_no_process_and_frees_the_slot_at_once(grid: Grid) -> None:
     session = chrome(grid.url)
     session_id = session.session_id or ""
-    assert session_processes(session_id), "the session should have processes"
+    assert grid.session_processes(session_id), "the session should have processes"
     assert grid.status()["slots"]["used"] == 1
 
     session.quit()
@@ -102,7 +102,7 @@ def test_quit_leaves_no_process_and_frees_the_slot_at_once(grid: Grid) -> None:
     grid.wait_slots_free(timeout=5)
     freed_after = time.monotonic() - quit_at
 
-    assert session_processes(session_id) == []
+    assert grid.session_processes(session_id) == []
     assert freed_after < 1.0, f"slot freed {freed_after:.2f} s after quit"
     record = grid.record(session_id)
     assert record["state"] == "terminated"
@@ -131,4 +131,4 @@ def test_firefox_through_the_grid(make_grid: Callable[..., Grid], pages: str) ->
     finally:
         session.quit()
     grid.wait_slots_free(timeout=15)
-    assert session_processes(session_id) == []
+    assert grid.session_processes(session_id) == []
