@@ -25,9 +25,10 @@ task_serializer = "json"
 accept_content = ["json"]
 imports = ("app.tasks.provision",)
 
-# A worker subscribes to the queue of each browser it offers.
+# A worker subscribes to the queue of each browser it offers; a manager
+# sends to the queue of any browser a live worker offers.
 task_queues = [Queue(queue_for(browser)) for browser in _settings.browsers]
-task_create_missing_queues = False
+task_create_missing_queues = True
 
 worker_pool = "threads"
 worker_concurrency = _settings.slots

@@ -214,7 +214,9 @@ def match(
 def _no_match_message(candidates: list[Capabilities], offers: list[Offer]) -> str:
     asked = "; ".join(_describe(caps) for caps in candidates) or "anything"
     labels = sorted({offer.label() for offer in offers})
-    offered = ", ".join(labels) if labels else "nothing (no worker is alive)"
+    offered = (
+        ", ".join(labels) if labels else "nothing (no worker is alive to take sessions)"
+    )
     return f"no worker offers {asked}; offered: {offered}"
 
 

@@ -24,6 +24,7 @@ import redis
 from celery import Celery, signals
 
 from app import logs, registry, settings
+from app.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class Orchestrator:
         self._held: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stoppers: dict[str, Callable[[str], None]] = {}
+        self.draining = False
+        self.reaper = Reaper(self.client, config)
         self.heartbeat = registry.Heartbeat(
             self.client,
             registry.worker_key(name),
@@ -107,6 +110,7 @@ class Orchestrator:
             "slots": self.config.slots,
             "used": len(sessions),
             "sessions": sessions,
+            "draining": self.draining,
         }
 
     def offer_json(self) -> str:
@@ -144,6 +148,8 @@ class Orchestrator:
     def drain(self) -> None:
         """Let running sessions end, stopping them after the drain timeout."""
         timeout = self.config.drain_timeout
+        self.draining = True
+        self.heartbeat.beat()
         with self._lock:
             running = len(self._held)
         log.info(
@@ -186,6 +192,7 @@ def _on_worker_ready(**_: Any) -> None:
     orchestrator = current()
     try:
         orchestrator.heartbeat.start()
+        orchestrator.reaper.start()
     except redis.RedisError:
         log.exception("could not advertise worker %s in Redis", orchestrator.name)
         raise
@@ -218,4 +225,5 @@ def _on_worker_shutdown(**_: Any) -> None:
     if _current is None:
         return
     _current.stop_all("worker shut down")
+    _current.reaper.stop()
     _current.heartbeat.stop()

@@ -202,7 +202,8 @@ def live_workers(client: redis.Redis) -> list[dict[str, Any]]:
 
 
 def offers_of(workers: list[dict[str, Any]]) -> list[Offer]:
-    """Every browser offered by `workers`, one `Offer` per browser."""
+    """Every browser offered by `workers` that still take sessions (not
+    draining), one `Offer` per browser."""
     return [
         Offer(
             browser_name=browser["browserName"],
@@ -210,6 +211,7 @@ def offers_of(workers: list[dict[str, Any]]) -> list[Offer]:
             platform_name=browser.get("platformName", "linux"),
         )
         for worker in workers
+        if not worker.get("draining")
         for browser in worker["browsers"]
     ]
 

@@ -38,7 +38,9 @@ class Grid:
 
     def __init__(self, logs: pathlib.Path, env: Mapping[str, str]) -> None:
         self._stack = contextlib.ExitStack()
-        redis_url = self._stack.enter_context(embedded_redis.serve())
+        self.redis_port = embedded_redis.free_port()
+        self._redis = self._stack.enter_context(contextlib.ExitStack())
+        redis_url = self._redis.enter_context(embedded_redis.serve(self.redis_port))
         self.redis_url = redis_url
         self.logs = logs
         self.port = embedded_redis.free_port()
@@ -86,6 +88,12 @@ class Grid:
             name, command, env=env, log_path=str(self.logs / f"{name}.log")
         )
 
+    def restart_redis(self, down: float = 1.0) -> None:
+        """Stop Redis (losing everything in it) and start it again."""
+        self._redis.close()
+        time.sleep(down)
+        self._redis.enter_context(embedded_redis.serve(self.redis_port))
+
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
@@ -127,6 +135,9 @@ class Grid:
     def stop(self) -> list[psutil.Process]:
         """Stop every process of the grid; return those its sessions left."""
         self.supervisor.stop_all()
+        with contextlib.suppress(AssertionError):
+            # Nodes of a worker that had to be killed end a moment later.
+            wait_for(lambda: not self.processes(), 15, "nodes to end")
         left = self.processes()
         self.client.close()
         self._stack.close()

@@ -53,23 +53,15 @@ STOP_GRACE = 10
 # Beyond WEBGRID_STARTUP_TIMEOUT, what starting a container may take.
 START_GRACE = 10.0
 POLL = 0.1
+# How long a node whose session ended during its start may take to exit.
+EXIT_GRACE = 5.0
 LOG_LINES = 20
 # How long one wait request to the engine may stay open before it is renewed.
 WAIT_CHUNK = 30
 # The exit code `wait()` reports when the engine lost track of the container.
 LOST = -1
-# Settings a node reads; the browser and driver paths are the image's own.
-NODE_SETTINGS = (
-    "redis_url",
-    "host",
-    "headless",
-    "idle_timeout",
-    "startup_timeout",
-    "heartbeat_interval",
-    "heartbeat_ttl",
-    "session_retention",
-    "log_level",
-)
+# Settings whose values belong to the image, never to the worker's host.
+IMAGE_SETTINGS = ("chrome_binary", "chromedriver", "firefox_binary", "geckodriver")
 BINARIES = {"chrome": "/usr/bin/chromium", "firefox": "/usr/bin/firefox-esr"}
 
 
@@ -190,12 +182,18 @@ class DockerNode:
             if self._stopped:
                 return
             self._stopped = True
-        with contextlib.suppress(docker.errors.NotFound):
-            try:
-                self.container.stop(timeout=grace)
-            except (docker.errors.APIError, requests.RequestException) as exc:
-                log.warning("could not stop container %s: %s", self.name, exc)
+        try:
+            self.container.stop(timeout=grace)
             self.container.remove(force=True)
+        except docker.errors.NotFound:
+            log.debug("container %s was already gone", self.name)
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            log.warning(
+                "could not stop container %s: %s; the reaper will remove it",
+                self.name,
+                exc,
+            )
+            return
         log.debug("container %s of session %s removed", self.name, self.session_id)
 
     def last_logs(self, lines: int = LOG_LINES) -> str:
@@ -400,6 +398,11 @@ class DockerProvisioner:
             if state == registry.RUNNING and self._answers(node.session_id):
                 return
             if state not in registry.LIVE_STATES:
+                # A node that fails records why, then exits: wait for the
+                # exit, whose logs say more than the record.
+                code = node.wait(EXIT_GRACE)
+                if code:
+                    raise self._exited(node, code, record)
                 raise self._ended(node, record)
         raise SessionNotCreated(
             f"the container {node.name} was not ready within "
@@ -448,20 +451,15 @@ class DockerProvisioner:
     def _version_in_image(self, browser: str) -> str:
         image = self.docker.image_for(browser)
         try:
+            self._require_image(image, browser)
             out = self.engine.containers.run(
                 image,
                 entrypoint=[BINARIES[browser], "--version"],
                 network_mode="none",
                 remove=True,
             )
-        except docker.errors.ImageNotFound:
-            log.warning(
-                "browser %s not offered: its image %s is missing; build it with: "
-                "docker build --network host -t %s -f node_image/Dockerfile .",
-                browser,
-                image,
-                image,
-            )
+        except SessionNotCreated as exc:
+            log.warning("browser %s not offered: %s", browser, exc.message)
             return ""
         except docker.errors.ContainerError as exc:
             log.warning("browser %s not offered: %s", browser, exc)
@@ -495,11 +493,13 @@ def node_environment(
     worker: str,
     host: str,
 ) -> dict[str, str]:
-    """The environment of a node in a container: the grid's settings that a
-    node reads, and its orders, as the local provisioner gives them."""
+    """The environment of a node in a container: the grid's settings (but
+    for the image's own paths) and its orders, as the local provisioner
+    gives them."""
     env = {
-        settings.ENV_NAMES[field]: _env_text(getattr(config, field))
-        for field in NODE_SETTINGS
+        settings.ENV_NAMES[field.name]: _env_text(getattr(config, field.name))
+        for field in dataclasses.fields(config)
+        if field.name not in IMAGE_SETTINGS and field.name in settings.ENV_NAMES
     }
     env.update(
         {
@@ -516,8 +516,11 @@ def node_environment(
 
 
 def _env_text(value: object) -> str:
+    """`value` as the settings parser reads it back."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
     return str(value)
 
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import redis
+from celery.exceptions import Reject
 
 from app import registry
 from app.orchestrator import Orchestrator, celery, current
@@ -31,6 +32,10 @@ POLL = 0.5
 def provision_node(session_id: str, browser: str, capabilities: dict[str, Any]) -> str:
     """Run the node of `session_id`; return how the slot's life ended."""
     orchestrator = current()
+    if orchestrator.draining:
+        # NOTE: a worker told to stop may still receive a request before its
+        # consumer stops; back to the queue, for a worker that takes it.
+        raise Reject("this worker is draining", requeue=True)
     claimed = registry.transition(
         orchestrator.client,
         session_id,

@@ -18,12 +18,14 @@ from typing import Any
 import redis
 from celery import Celery
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from app import capabilities, registry, settings
 from app.errors import (
     InvalidArgument,
     SessionNotCreated,
     UnknownCommand,
+    UnknownError,
     UnknownMethod,
     WebDriverError,
     from_code,
@@ -56,20 +58,25 @@ def create_app(config: settings.Settings, client: redis.Redis, tasks: Celery) ->
     def webdriver_error(error: WebDriverError) -> Response:
         return Response(error.to_bytes(), error.status, content_type=JSON_TYPE)
 
-    @flask_app.errorhandler(404)
-    def not_found(_: Exception) -> Response:
-        return webdriver_error(UnknownCommand(f"no such command: {request.path}"))
-
-    @flask_app.errorhandler(405)
-    def wrong_method(_: Exception) -> Response:
-        return webdriver_error(
-            UnknownMethod(f"{request.method} is not allowed on {request.path}")
-        )
+    @flask_app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        if isinstance(error, HTTPException):
+            return webdriver_error(_from_http(error))
+        log.exception("manager failed on %s %s", request.method, request.path)
+        return webdriver_error(UnknownError(f"the manager failed: {error!r}"))
 
     return flask_app
 
 
 JSON_TYPE = "application/json; charset=utf-8"
+
+
+def _from_http(error: HTTPException) -> WebDriverError:
+    if error.code == 405:
+        return UnknownMethod(f"{request.method} is not allowed on {request.path}")
+    if error.code == 404:
+        return UnknownCommand(f"no such command: {request.path}")
+    return InvalidArgument(f"{error.name}: {error.description}")
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
@@ -167,12 +174,13 @@ class Manager:
 
     def status(self) -> dict[str, Any]:
         workers = registry.live_workers(self.client)
-        total = sum(int(w["slots"]) for w in workers)
-        used = sum(int(w["used"]) for w in workers)
+        taking = [w for w in workers if not w.get("draining")]
+        total = sum(int(w["slots"]) for w in taking)
+        used = sum(int(w["used"]) for w in taking)
         ready = total - used > 0
         return {
             "ready": ready,
-            "message": _status_message(workers, total, used),
+            "message": _status_message(taking, total, used),
             "slots": {"total": total, "used": used, "free": max(total - used, 0)},
             "sessions": sum(len(w.get("sessions", [])) for w in workers),
             "workers": workers,
@@ -181,7 +189,9 @@ class Manager:
 
 def _status_message(workers: list[dict[str, Any]], total: int, used: int) -> str:
     if not workers:
-        return "no worker is alive; start one with 'celery -A app worker'"
+        return (
+            "no worker is alive to take sessions; start one with 'celery -A app worker'"
+        )
     if used >= total:
         return f"all {total} slots are busy; new sessions wait in the queue"
     return f"ready: {total - used} of {total} slots free"

@@ -1,0 +1,204 @@
+"""Several workers and managers, the queue, and the faults of issue 3."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from selenium import webdriver
+
+from app.run import COMMANDS
+from tests.harness import Grid, wait_for
+from tests.integration.test_failures import assert_cleaned, start_session
+from tests.integration.test_w3c_errors import ANY_CHROME, assert_w3c_error, new_session
+
+FIREFOX = {"capabilities": {"alwaysMatch": {"browserName": "firefox"}}}
+
+
+def with_options(**options: Any) -> dict[str, Any]:
+    caps = {"browserName": "chrome", "webgrid:options": options}
+    return {"capabilities": {"alwaysMatch": caps}}
+
+
+def delete(grid: Grid, session_id: str) -> None:
+    answer = requests.delete(f"{grid.url}/session/{session_id}", timeout=60)
+    assert answer.status_code == 200, answer.text
+
+
+def post_and_hang_up(grid: Grid, body: dict[str, Any], after: float) -> None:
+    """Send a new-session request, then close the connection unanswered."""
+    payload = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", grid.port)) as conn:
+        conn.sendall(
+            b"POST /session HTTP/1.1\r\nHost: grid\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        time.sleep(after)
+
+
+def live_session_ids(grid: Grid) -> set[str]:
+    return {str(s) for s in grid.client.smembers("webgrid:sessions:live")}
+
+
+def test_requests_go_only_to_workers_offering_the_browser(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(workers=0)
+    grid.start_worker("chromeonly", WEBGRID_BROWSERS="chrome")
+    grid.start_worker("foxonly", WEBGRID_BROWSERS="firefox")
+    wait_for(lambda: grid.status()["slots"]["total"] == 8, 60, "both workers")
+    chrome = start_session(grid)
+    firefox = start_session(grid, FIREFOX)
+    try:
+        assert grid.record(chrome)["worker"].startswith("chromeonly@")
+        assert grid.record(firefox)["worker"].startswith("foxonly@")
+    finally:
+        delete(grid, chrome)
+        delete(grid, firefox)
+    grid.wait_slots_free(timeout=20)
+
+
+def test_client_leaving_the_queue_starts_no_browser(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(WEBGRID_SLOTS="1")
+    holder = start_session(grid)
+    post_and_hang_up(grid, ANY_CHROME, after=1.5)
+    (waiting,) = live_session_ids(grid) - {holder}
+    wait_for(lambda: grid.record(waiting)["state"] == "terminated", 10, "withdrawn")
+    assert grid.record(waiting)["reason"] == "its client went away"
+
+    delete(grid, holder)
+    assert_cleaned(grid, holder)
+    # The worker gets the withdrawn request only now, and must drop it.
+    wait_for(lambda: "no longer queued" in grid.log("worker-w0"), 10, "drop")
+    assert "node_pid" not in grid.record(waiting)
+    grid.wait_slots_free()
+
+
+def test_client_leaving_while_the_node_starts_stops_it(grid: Grid) -> None:
+    before = live_session_ids(grid)
+    post_and_hang_up(grid, ANY_CHROME, after=0.4)
+    (session_id,) = live_session_ids(grid) - before or wait_for(
+        lambda: _new_record(grid, before), 5, "the request's record"
+    )
+    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 15, "end")
+    assert grid.record(session_id)["reason"] == "its client went away"
+    assert_cleaned(grid, session_id)
+
+
+def _new_record(grid: Grid, before: set[str]) -> set[str]:
+    keys = grid.client.scan_iter(match="webgrid:session:*")
+    ids = {str(k).split(":")[2] for k in keys}
+    return ids - before - {s for s in ids if grid.record(s).get("state") is None}
+
+
+def test_metadata_is_kept_in_the_record(grid: Grid) -> None:
+    metadata = {"test": "login works", "build": "42"}
+    session_id = start_session(grid, with_options(metadata=metadata))
+    delete(grid, session_id)
+    assert json.loads(grid.record(session_id)["metadata"]) == metadata
+
+
+def test_idle_timeout_per_session_and_its_cap(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(WEBGRID_MAX_IDLE_TIMEOUT="3")
+    started = []
+    for idle in (1, 9999):
+        session_id = start_session(grid, with_options(idleTimeout=idle))
+        requests.get(f"{grid.url}/session/{session_id}/title", timeout=30)
+        started.append(session_id)
+    short, capped = started
+    wait_for(lambda: grid.record(capped)["state"] == "terminated", 15, "capped end")
+    assert grid.record(short)["reason"] == "idle for more than 1 s"
+    assert grid.record(capped)["reason"] == "idle for more than 3 s"
+    assert_cleaned(grid, capped)
+
+
+def test_bad_grid_options_are_invalid_argument(grid: Grid) -> None:
+    for options in ({"idleTimeout": "soon"}, {"metadata": {"n": 1}}, {"x": 1}):
+        answer = new_session(grid, with_options(**options))
+        assert_w3c_error(answer, 400, "invalid argument")
+
+
+def test_one_of_two_managers_killed(make_grid: Callable[..., Grid]) -> None:
+    grid = make_grid()
+    second = grid.start_process("manager2", COMMANDS["manager"])
+    wait_for(lambda: len(grid.client.keys("webgrid:manager:*")) == 2, 30, "two")
+    assert second.poll() is None
+    first = grid.supervisor.children["manager"]
+    os.kill(first.pid, signal.SIGKILL)
+    # Its heartbeat is still alive for a while: the proxy must retry.
+    for _ in range(4):
+        delete(grid, start_session(grid))
+    grid.wait_slots_free()
+
+
+def test_redis_restart_is_survived(make_grid: Callable[..., Grid]) -> None:
+    grid = make_grid()
+    grid.restart_redis()
+    wait_for(grid._ready_status, 60, "the grid back after Redis")
+    driver = webdriver.Remote(grid.url, options=webdriver.ChromeOptions())
+    assert driver.title == ""
+    driver.quit()
+    grid.wait_slots_free()
+
+
+def test_sigterm_drains_a_worker(make_grid: Callable[..., Grid]) -> None:
+    grid = make_grid(workers=0)
+    draining = grid.start_worker("old", WEBGRID_DRAIN_TIMEOUT="60")
+    grid.wait_ready()
+    driver = webdriver.Remote(grid.url, options=webdriver.ChromeOptions())
+    grid.start_worker("new")
+    wait_for(lambda: len(grid.status()["workers"]) == 2, 30, "the new worker")
+
+    draining.send_signal(signal.SIGTERM)
+    wait_for(lambda: grid.status()["slots"]["total"] == 4, 10, "old one draining")
+    assert driver.title == ""  # the running session still works
+    newcomer = start_session(grid)
+    assert grid.record(newcomer)["worker"].startswith("new@")
+    assert draining.poll() is None
+    delete(grid, newcomer)
+
+    driver.quit()
+    assert draining.wait(30) == 0
+
+
+def test_drain_timeout_stops_what_is_left(make_grid: Callable[..., Grid]) -> None:
+    grid = make_grid(workers=0)
+    worker = grid.start_worker("short", WEBGRID_DRAIN_TIMEOUT="2")
+    grid.wait_ready()
+    session_id = start_session(grid)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    record = grid.record(session_id)
+    assert record["state"] == "terminated"
+    assert "drain ran out" in record["reason"]
+    assert grid.session_processes(session_id) == []
+
+
+def test_reaper_ends_what_a_dead_worker_and_node_left(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid()
+    session_id = start_session(grid)
+    node_pid = int(grid.record(session_id)["node_pid"])
+    worker = grid.supervisor.children["worker-w0"]
+    os.killpg(node_pid, signal.SIGKILL)
+    os.kill(worker.pid, signal.SIGKILL)
+    assert grid.record(session_id)["state"] == "running"
+
+    grid.start_worker("heir")
+    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 30, "reaped")
+    assert grid.record(session_id)["reason"].startswith("its worker w0@")
+    assert grid.session_processes(session_id) == []
+    delete(grid, start_session(grid))
