@@ -14,11 +14,12 @@ _settings = settings.get()
 
 broker_url = _settings.redis_url
 broker_connection_retry_on_startup = True
-# NOTE: a task runs as long as its session. With late acks the Redis broker
-# hands an unacknowledged task out again after this many seconds; the task
-# then finds its session no longer queued and drops it, so a long session
-# is never started twice.
-broker_transport_options = {"visibility_timeout": 3600}
+# NOTE: a task runs as long as its session, and with late acks the Redis
+# broker hands an unacknowledged task out again after this many seconds: 30
+# days, longer than any session. Should it happen anyway (or for the task of
+# a worker that was killed), the task finds its session no longer queued and
+# drops it, so no session is ever started twice.
+broker_transport_options = {"visibility_timeout": 30 * 24 * 3600}
 
 task_ignore_result = True
 task_serializer = "json"

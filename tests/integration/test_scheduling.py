@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,35 @@ def test_requests_go_only_to_workers_offering_the_browser(
         delete(grid, chrome)
         delete(grid, firefox)
     grid.wait_slots_free(timeout=20)
+
+
+def test_queued_requests_start_in_arrival_order(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(WEBGRID_SLOTS="1")
+    holder = start_session(grid)
+    order: list[str] = []
+    threads = []
+    for _ in range(3):
+        thread = threading.Thread(target=lambda: order.append(start_session(grid)))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.5)
+    delete(grid, holder)
+    done: list[str] = []
+    for _ in range(3):
+        session_id = wait_for(lambda: _next_started(grid, order, done), 60, "start")
+        delete(grid, session_id)
+        done.append(session_id)
+    for thread in threads:
+        thread.join(60)
+    queued = [float(grid.record(s)["queued_at"]) for s in order]
+    assert len(order) == 3 and queued == sorted(queued)
+
+
+def _next_started(grid: Grid, order: list[str], done: list[str]) -> str | None:
+    running = [s for s in order if s not in done]
+    return running[0] if running else None
 
 
 def test_client_leaving_the_queue_starts_no_browser(
