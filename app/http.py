@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import gevent
 from gevent.pywsgi import WSGIHandler
 
 from app.errors import InvalidArgument, WebDriverError
@@ -250,3 +251,86 @@ def reply_error(
 ) -> Iterable[bytes]:
     """Answer with the W3C error body and status of `error`."""
     return reply_json(start_response, error.status, error.to_bytes())
+
+
+def is_upgrade(environ: Environ) -> bool:
+    """Whether the request asks to become a WebSocket."""
+    return str(environ.get("HTTP_UPGRADE", "")).lower() == "websocket"
+
+
+def tunnel(
+    environ: Environ,
+    start_response: StartResponse,
+    address: str,
+    path: str,
+    *,
+    drop: frozenset[str] = frozenset(),
+) -> Iterable[bytes]:
+    """Hand a WebSocket upgrade to `address` at `path`, then pass bytes both
+    ways until either side closes. `drop` names request headers to leave out
+    (lower case)."""
+    host, _, port = address.rpartition(":")
+    upstream = socket.create_connection((host, int(port)), timeout=30)
+    nodelay(upstream)
+    try:
+        upstream.sendall(_upgrade_request(environ, address, path, drop))
+        status, headers, early = _read_head(upstream)
+        if status != 101:
+            return reply(start_response, status, early, headers)
+        write = start_response("101 Switching Protocols", headers)
+        write(b"")
+        _splice(environ["webgrid.socket"], upstream, early)
+        return []
+    finally:
+        upstream.close()
+
+
+def _upgrade_request(
+    environ: Environ, address: str, path: str, drop: frozenset[str]
+) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", f"Host: {address}"]
+    for key, value in environ.items():
+        if not key.startswith("HTTP_"):
+            continue
+        name = key[5:].replace("_", "-").title()
+        if name.lower() not in drop and name != "Host":
+            lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _read_head(sock: socket.socket) -> tuple[int, Headers, bytes]:
+    """Status, headers and the bytes read past them, of an HTTP answer."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("the upstream closed during the upgrade")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = [
+        (name.strip(), value.strip())
+        for name, _, value in (line.partition(":") for line in header_lines)
+    ]
+    return int(status_line.split()[1]), headers, rest
+
+
+def _splice(client: socket.socket, upstream: socket.socket, early: bytes) -> None:
+    """Copy bytes both ways; return when either side has closed."""
+    upstream.settimeout(None)
+    if early:
+        client.sendall(early)
+    pumps = [
+        gevent.spawn(_pump, client, upstream),
+        gevent.spawn(_pump, upstream, client),
+    ]
+    gevent.joinall(pumps, count=1)
+    gevent.killall(pumps)
+    with contextlib.suppress(OSError):
+        client.shutdown(socket.SHUT_RDWR)
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)

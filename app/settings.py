@@ -27,6 +27,7 @@ class Settings:
     host: str = "127.0.0.1"
     proxy_port: int = 4444
     proxy_bind: str = "0.0.0.0"
+    public_url: str = ""
     manager_port: int = 0
     slots: int = 4
     browsers: tuple[str, ...] = ("chrome",)
@@ -59,6 +60,7 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_HOST", "host"),
     ("WEBGRID_PROXY_PORT", "proxy_port"),
     ("WEBGRID_PROXY_BIND", "proxy_bind"),
+    ("WEBGRID_PUBLIC_URL", "public_url"),
     ("WEBGRID_MANAGER_PORT", "manager_port"),
     ("WEBGRID_SLOTS", "slots"),
     ("WEBGRID_BROWSERS", "browsers"),
@@ -140,6 +142,17 @@ def _parse_browsers(text: str) -> tuple[str, ...]:
     return names
 
 
+def _parse_public_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+        raise ValueError(
+            "give the grid's public scheme, host and port, like "
+            "https://grid.example.com:4444"
+        )
+    return url
+
+
 def _parse_log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -167,6 +180,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_ttl": _parse_seconds,
     "session_retention": _parse_seconds,
     "log_level": _parse_log_level,
+    "public_url": _parse_public_url,
 }
 
 

@@ -27,16 +27,24 @@ import redis
 from gevent.pywsgi import WSGIServer
 
 from app import capabilities, registry
-from app.errors import InvalidSessionId, SessionNotCreated, UnknownError, WebDriverError
+from app.errors import (
+    InvalidSessionId,
+    SessionNotCreated,
+    UnknownCommand,
+    UnknownError,
+    WebDriverError,
+)
 from app.http import (
     ClientSocketHandler,
     Environ,
     StartResponse,
     Upstream,
+    is_upgrade,
     read_body,
     reply,
     reply_error,
     request_headers,
+    tunnel,
 )
 from app.node import drivers, rewrite
 from app.node.config import NodeConfig
@@ -66,6 +74,10 @@ class NodeAgent:
         self.last_activity = time.monotonic()
         self.commands = 0
         self._in_flight = 0
+        self._tunnels = 0
+        # WebSocket paths of the session ("/se/bidi", "/se/cdp") and where
+        # each leads: (address, path, request headers to leave out).
+        self.sockets: dict[str, tuple[str, str, frozenset[str]]] = {}
         self.idle_timeout, self.first_timeout = _idle_timeouts(config)
         self._worker_missing_since: float | None = None
         self._stopping = gevent.event.Event()
@@ -204,6 +216,7 @@ class NodeAgent:
 
     def _announce(self, capabilities: dict[str, Any]) -> bool:
         """Publish the route, mark the session running, answer the manager."""
+        capabilities = self._publish_sockets(capabilities)
         self.route = registry.Heartbeat(
             self.client,
             registry.route_key(self.session_id),
@@ -230,6 +243,25 @@ class NodeAgent:
         )
         return True
 
+    def _publish_sockets(self, caps: dict[str, Any]) -> dict[str, Any]:
+        """Point the session's WebSocket URLs (BiDi, Chrome DevTools) at this
+        node, which tunnels them; the proxy points them at the grid."""
+        caps = dict(caps)
+        base = f"ws://{self.address}/session/{self.session_id}"
+        bidi = caps.get("webSocketUrl")
+        if isinstance(bidi, str) and bidi.startswith("ws://"):
+            address, _, path = bidi[len("ws://") :].partition("/")
+            driver_path = "/" + path.replace(self.session_id, self.driver_id)
+            self.sockets["/se/bidi"] = (address, driver_path, frozenset())
+            caps["webSocketUrl"] = base + "/se/bidi"
+        devtools = _devtools_target(caps)
+        if devtools is not None:
+            # NOTE: DevTools refuses WebSocket clients that send an Origin.
+            self.sockets["/se/cdp"] = (*devtools, frozenset({"origin"}))
+            caps["se:cdp"] = base + "/se/cdp"
+            caps["se:cdpVersion"] = caps.get("browserVersion", "")
+        return caps
+
     def _fail(self, error: WebDriverError) -> None:
         log.warning("node %s could not start: %s", self.session_id, error.message)
         ended = registry.terminate(
@@ -252,7 +284,10 @@ class NodeAgent:
         self.commands += 1
         self._in_flight += 1
         try:
-            body = self._forward(environ, start_response)
+            if is_upgrade(environ):
+                body = self._tunnel(environ, start_response)
+            else:
+                body = self._forward(environ, start_response)
         except WebDriverError as error:
             body = reply_error(start_response, error)
         except BaseException:
@@ -264,6 +299,31 @@ class NodeAgent:
         """Called once an answer has been written to the client."""
         self._in_flight -= 1
         self.last_activity = time.monotonic()
+
+    def _tunnel(self, environ: Environ, start_response: StartResponse) -> Any:
+        parts = rewrite.split_path(environ.get("PATH_INFO", ""))
+        if parts is None or parts[0] != self.session_id:
+            raise InvalidSessionId(
+                "this node serves no such session", session_id=self.session_id
+            )
+        target = self.sockets.get(parts[1])
+        if target is None:
+            raise UnknownCommand(
+                f"this session has no WebSocket at {parts[1]}; ask for one with "
+                "the capability webSocketUrl: true (BiDi) or use Chromium (CDP)",
+                session_id=self.session_id,
+            )
+        address, path, drop = target
+        self._tunnels += 1
+        try:
+            return tunnel(environ, start_response, address, path, drop=drop)
+        except OSError as exc:
+            raise UnknownError(
+                f"the browser's WebSocket at {address} failed: {exc}",
+                session_id=self.session_id,
+            ) from None
+        finally:
+            self._tunnels -= 1
 
     def _forward(self, environ: Environ, start_response: StartResponse) -> Any:
         assert self.driver is not None
@@ -318,6 +378,8 @@ class NodeAgent:
                 self.stop(reason)
 
     def _reason_to_stop(self) -> str:
+        if self._tunnels:
+            self.last_activity = time.monotonic()
         idle = time.monotonic() - self.last_activity
         if not self.commands and idle > self.first_timeout:
             return f"no command within {self.first_timeout:g} s of its start"
@@ -430,6 +492,22 @@ def _no_windows_left(body: bytes) -> bool:
         return json.loads(body).get("value") == []
     except (ValueError, AttributeError):
         return False
+
+
+def _devtools_target(caps: dict[str, Any]) -> tuple[str, str] | None:
+    """(address, path) of the browser's DevTools WebSocket, if it has one."""
+    options = caps.get("goog:chromeOptions")
+    debugger = options.get("debuggerAddress") if isinstance(options, dict) else None
+    if not isinstance(debugger, str):
+        return None
+    address = debugger.replace("localhost", "127.0.0.1")
+    try:
+        answer = Upstream(address, timeout=5).request("GET", "/json/version", None, {})
+        url = str(json.loads(answer.body)["webSocketDebuggerUrl"])
+    except (OSError, ValueError, KeyError):
+        log.warning("no DevTools endpoint at %s; se:cdp not offered", address)
+        return None
+    return address, "/" + url.split("://", 1)[1].partition("/")[2]
 
 
 def _lead_own_group() -> None:

@@ -7,6 +7,8 @@ new-session answers and in URLs such as `webSocketUrl`).
 
 from __future__ import annotations
 
+import json
+
 SESSION_PATH = "/session/"
 
 
@@ -33,3 +35,25 @@ def to_client(body: bytes, driver_id: str, grid_id: str) -> bytes:
     if not driver_id:
         return body
     return body.replace(driver_id.encode(), grid_id.encode())
+
+
+# Capabilities whose value is a WebSocket URL a client connects to.
+WEBSOCKET_CAPS = ("webSocketUrl", "se:cdp")
+
+
+def to_public(body: bytes, base: str) -> bytes:
+    """A new-session answer whose WebSocket URLs point at `base` (for example
+    ws://grid.example:4444) instead of the node that serves the session."""
+    try:
+        answer = json.loads(body)
+        caps = answer["value"]["capabilities"]
+    except (ValueError, KeyError, TypeError):
+        return body
+    changed = False
+    for name in WEBSOCKET_CAPS:
+        url = caps.get(name)
+        if isinstance(url, str) and "://" in url:
+            path = url.split("://", 1)[1].partition("/")[2]
+            caps[name] = f"{base}/{path}"
+            changed = True
+    return json.dumps(answer).encode() if changed else body

@@ -34,11 +34,13 @@ from app.http import (
     StartResponse,
     Upstream,
     client_gone,
+    is_upgrade,
     read_body,
     reply,
     reply_error,
     reply_json,
     request_headers,
+    tunnel,
 )
 from app.node import rewrite
 
@@ -190,18 +192,35 @@ class Proxy:
             return self._status(environ, start_response)
         parts = rewrite.split_path(path)
         if parts is not None:
+            if is_upgrade(environ):
+                return self._tunnel(environ, start_response, parts[0], path)
             return self._to_node(environ, start_response, parts[0], path)
         raise UnknownCommand(f"{method} {path} is not a WebDriver command")
 
-    def _to_node(
-        self, environ: Environ, start_response: StartResponse, sid: str, path: str
-    ) -> Any:
+    def _node_of(self, sid: str) -> str:
         address = self.routes.node(sid) if SESSION_ID.fullmatch(sid) else None
         if address is None:
             raise InvalidSessionId(
                 f"no live session {sid!r}; it ended or never existed",
                 session_id=sid,
             )
+        return address
+
+    def _tunnel(
+        self, environ: Environ, start_response: StartResponse, sid: str, path: str
+    ) -> Any:
+        address = self._node_of(sid)
+        try:
+            return tunnel(environ, start_response, address, path)
+        except OSError as exc:
+            raise InvalidSessionId(
+                f"session {sid!r} has no WebSocket now: {exc}", session_id=sid
+            ) from None
+
+    def _to_node(
+        self, environ: Environ, start_response: StartResponse, sid: str, path: str
+    ) -> Any:
+        address = self._node_of(sid)
         try:
             answer = self._forward(environ, address, path, timeout=None)
         except ConnectionRefusedError:
@@ -232,7 +251,10 @@ class Proxy:
             if answer is None:
                 log.info("client of %s %s went away; request dropped", "POST", path)
                 return []
-            return reply(start_response, answer.status, answer.body, answer.headers)
+            body = answer.body
+            if path == "/session" and answer.status == 200:
+                body = rewrite.to_public(body, self._public_base(environ))
+            return reply(start_response, answer.status, body, answer.headers)
         raise SessionNotCreated(
             "no manager is alive to start sessions; start one with "
             "'python -m app.web manager'"
@@ -250,6 +272,16 @@ class Proxy:
                 request.kill()
                 return None
         return request.get()  # type: ignore[no-any-return]
+
+    def _public_base(self, environ: Environ) -> str:
+        """Scheme and authority a client reaches WebSockets at: the public URL
+        set, else the host and port the client itself used."""
+        if self.config.public_url:
+            return "ws" + self.config.public_url[len("http") :]
+        host = environ.get("HTTP_HOST") or (
+            f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        )
+        return f"ws://{host}"
 
     def _status(self, environ: Environ, start_response: StartResponse) -> Any:
         try:

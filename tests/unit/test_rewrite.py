@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from app.node import rewrite
 from app.node.rewrite import split_path, to_client, to_driver
 
 GRID = "0f5a9d3c-grid"
@@ -94,3 +95,25 @@ def test_round_trip_path_and_answer() -> None:
     assert driver_path is not None
     back = to_client(driver_path.encode(), DRIVER, GRID)
     assert back == f"/session/{GRID}/url".encode()
+
+
+def test_to_public_points_websocket_urls_at_the_grid() -> None:
+    caps = {
+        "webSocketUrl": "ws://10.0.0.5:41234/session/g1/se/bidi",
+        "se:cdp": "ws://10.0.0.5:41234/session/g1/se/cdp",
+        "browserName": "chrome",
+    }
+    body = json.dumps({"value": {"sessionId": "g1", "capabilities": caps}})
+    out = json.loads(rewrite.to_public(body.encode(), "wss://grid.example:443"))
+    public = out["value"]["capabilities"]
+    assert public["webSocketUrl"] == "wss://grid.example:443/session/g1/se/bidi"
+    assert public["se:cdp"] == "wss://grid.example:443/session/g1/se/cdp"
+    assert public["browserName"] == "chrome"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"value": null}', b'{"value": {"capabilities": {}}}'],
+)
+def test_to_public_leaves_other_answers_alone(body: bytes) -> None:
+    assert rewrite.to_public(body, "ws://grid:4444") == body
