@@ -50,8 +50,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(port: int = 0) -> Iterator[str]:
-    """Run a private Redis; yield its URL; stop it and remove its folder."""
+def serve(port: int = 0, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run a private Redis; yield its URL; stop it and remove its folder.
+
+    `extra` is added to its command line (for example to refuse CONFIG).
+    """
     folder = tempfile.mkdtemp(prefix="webgrid-redis-")
     port = port or free_port()
     process = subprocess.Popen(
@@ -63,6 +66,7 @@ def serve(port: int = 0) -> Iterator[str]:
             "--appendonly", "no",
             "--dir", folder,
             "--notify-keyspace-events", "K$gx",
+            *extra,
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -80,6 +80,13 @@ class UnknownError(WebDriverError):
     status = 500
 
 
+class Unauthorized(WebDriverError):
+    """Basic auth is required and the request's credentials are not right."""
+
+    code = "unknown error"
+    status = 401
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (

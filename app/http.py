@@ -167,6 +167,7 @@ class ClientSocketHandler(WSGIHandler):
     def get_environ(self) -> Environ:
         environ: Environ = super().get_environ()
         environ["webgrid.socket"] = self.socket
+        environ["webgrid.target"] = self.path
         return environ
 
 
@@ -201,7 +202,8 @@ def read_body(environ: Environ, limit: int) -> bytes:
 
 def _too_large(limit: int) -> InvalidArgument:
     return InvalidArgument(
-        f"the request body is larger than {limit} bytes, the grid's limit"
+        f"the request body is larger than {limit} bytes, the grid's limit; "
+        "send less, or raise WEBGRID_MAX_BODY_MB"
     )
 
 

@@ -28,6 +28,9 @@ class Settings:
     proxy_port: int = 4444
     proxy_bind: str = "0.0.0.0"
     public_url: str = ""
+    username: str = ""
+    password: str = ""
+    max_body_mb: int = 256
     manager_port: int = 0
     slots: int = 4
     browsers: tuple[str, ...] = ("chrome",)
@@ -49,7 +52,8 @@ class Settings:
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+            f"{f.name}={'***' if f.name == 'password' else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
         )
         return f"Settings({fields})"
 
@@ -61,6 +65,9 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_PROXY_PORT", "proxy_port"),
     ("WEBGRID_PROXY_BIND", "proxy_bind"),
     ("WEBGRID_PUBLIC_URL", "public_url"),
+    ("WEBGRID_USERNAME", "username"),
+    ("WEBGRID_PASSWORD", "password"),
+    ("WEBGRID_MAX_BODY_MB", "max_body_mb"),
     ("WEBGRID_MANAGER_PORT", "manager_port"),
     ("WEBGRID_SLOTS", "slots"),
     ("WEBGRID_BROWSERS", "browsers"),
@@ -168,6 +175,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy_port": _parse_port,
     "manager_port": _parse_port,
     "slots": _parse_positive_int,
+    "max_body_mb": _parse_positive_int,
     "browsers": _parse_browsers,
     "headless": _parse_bool,
     "idle_timeout": _parse_seconds,
@@ -202,6 +210,11 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
 
 
 def _check_consistency(settings: Settings) -> None:
+    if bool(settings.username) != bool(settings.password):
+        raise SettingsError(
+            "set both WEBGRID_USERNAME and WEBGRID_PASSWORD to require basic "
+            "auth, or neither to serve without it"
+        )
     if settings.heartbeat_ttl <= settings.heartbeat_interval:
         raise SettingsError(
             "WEBGRID_HEARTBEAT_TTL must be longer than WEBGRID_HEARTBEAT_INTERVAL, "

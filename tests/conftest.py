@@ -24,9 +24,9 @@ def make_grid(
     """Start grids, each on its own Redis; all stop at the session's end."""
     grids: list[Grid] = []
 
-    def make(workers: int = 1, **env: str) -> Grid:
+    def make(workers: int = 1, redis_args: tuple[str, ...] = (), **env: str) -> Grid:
         logs = tmp_path_factory.mktemp("grid")
-        grid = Grid(logs, env)
+        grid = Grid(logs, env, redis_args)
         grids.append(grid)
         return grid.start(workers=workers)
 

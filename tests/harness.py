@@ -36,11 +36,19 @@ FAST = {
 class Grid:
     """A grid of real processes around a Redis of its own."""
 
-    def __init__(self, logs: pathlib.Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        logs: pathlib.Path,
+        env: Mapping[str, str],
+        redis_args: tuple[str, ...] = (),
+    ) -> None:
         self._stack = contextlib.ExitStack()
         self.redis_port = embedded_redis.free_port()
+        self.redis_args = redis_args
         self._redis = self._stack.enter_context(contextlib.ExitStack())
-        redis_url = self._redis.enter_context(embedded_redis.serve(self.redis_port))
+        redis_url = self._redis.enter_context(
+            embedded_redis.serve(self.redis_port, redis_args)
+        )
         self.redis_url = redis_url
         self.logs = logs
         self.port = embedded_redis.free_port()
@@ -92,7 +100,9 @@ class Grid:
         """Stop Redis (losing everything in it) and start it again."""
         self._redis.close()
         time.sleep(down)
-        self._redis.enter_context(embedded_redis.serve(self.redis_port))
+        self._redis.enter_context(
+            embedded_redis.serve(self.redis_port, self.redis_args)
+        )
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")

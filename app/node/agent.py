@@ -51,7 +51,6 @@ from app.node.config import NodeConfig
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 256 * 1024 * 1024
 # Seconds a stopping node waits for answers still being written.
 ANSWER_GRACE = 2.0
 DRIVER_LOG = "driver.log"
@@ -336,7 +335,7 @@ class NodeAgent:
             )
         if environ.get("QUERY_STRING"):
             driver_path += "?" + environ["QUERY_STRING"]
-        body = read_body(environ, MAX_BODY)
+        body = read_body(environ, self.grid.max_body_mb * 1024 * 1024)
         headers = request_headers(environ, self.driver.address)
         try:
             answer = self.driver.request(method, driver_path, body or None, headers)

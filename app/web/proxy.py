@@ -9,6 +9,8 @@ addresses registered in Redis, never to one a client names.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 import random
@@ -21,14 +23,17 @@ import redis
 
 from app import registry, settings
 from app.errors import (
+    InvalidArgument,
     InvalidSessionId,
     SessionNotCreated,
+    Unauthorized,
     UnknownCommand,
     UnknownError,
     UnknownMethod,
     WebDriverError,
 )
 from app.http import (
+    JSON_TYPE,
     Environ,
     Response,
     StartResponse,
@@ -48,7 +53,10 @@ log = logging.getLogger(__name__)
 
 LEGACY_BASE = "/wd/hub"
 SESSION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-MAX_BODY = 256 * 1024 * 1024
+HOST = re.compile(
+    r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+REALM = 'Basic realm="webgrid", charset="UTF-8"'
 NOTIFY_FLAGS = "K$gx"
 # Seconds between checks that a client waiting for a new session is still there.
 CLIENT_CHECK = 0.5
@@ -166,6 +174,7 @@ class Proxy:
         self.config = config
         self.routes = routes
         self._upstreams: dict[str, Upstream] = {}
+        self.max_body = config.max_body_mb * 1024 * 1024
         routes.on_node_gone = self._drop_upstream
 
     def _drop_upstream(self, address: str) -> None:
@@ -178,12 +187,18 @@ class Proxy:
     ) -> Iterable[bytes]:
         try:
             return self._route(environ, start_response)
+        except Unauthorized as error:
+            headers = [("Content-Type", JSON_TYPE), ("WWW-Authenticate", REALM)]
+            return reply(start_response, error.status, error.to_bytes(), headers)
         except WebDriverError as error:
             return reply_error(start_response, error)
 
     def _route(self, environ: Environ, start_response: StartResponse) -> Any:
+        _check_target(environ)
         path = _canonical(environ.get("PATH_INFO", ""))
         method = environ["REQUEST_METHOD"]
+        if not (method == "GET" and path == "/status") and not is_upgrade(environ):
+            self._check_credentials(environ)
         if path in ("/session", "/session/"):
             if method != "POST":
                 raise UnknownMethod(f"{method} /session: new sessions take POST")
@@ -196,6 +211,26 @@ class Proxy:
                 return self._tunnel(environ, start_response, parts[0], path)
             return self._to_node(environ, start_response, parts[0], path)
         raise UnknownCommand(f"{method} {path} is not a WebDriver command")
+
+    def _check_credentials(self, environ: Environ) -> None:
+        """Require basic auth when a user and password are set.
+
+        NOTE: WebSocket upgrades are let through: Selenium clients send no
+        credentials there, and the session id in their path, unguessable and
+        known only to the client that created the session, stands for them.
+        """
+        if not self.config.username:
+            return
+        given = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
+        expected = (self.config.username, self.config.password)
+        if given is None or not all(
+            hmac.compare_digest(a.encode(), b.encode())
+            for a, b in zip(given, expected, strict=True)
+        ):
+            raise Unauthorized(
+                "this grid needs a user name and password (basic auth); put them "
+                "in the grid's URL, like http://user:password@host:4444"
+            )
 
     def _node_of(self, sid: str) -> str:
         address = self.routes.node(sid) if SESSION_ID.fullmatch(sid) else None
@@ -238,7 +273,7 @@ class Proxy:
     def _to_manager(
         self, environ: Environ, start_response: StartResponse, path: str
     ) -> Any:
-        body = read_body(environ, MAX_BODY)
+        body = read_body(environ, self.max_body)
         environ["webgrid.body"] = body
         managers = list(self.routes.managers.values())
         random.shuffle(managers)
@@ -295,7 +330,7 @@ class Proxy:
     ) -> Any:
         body = environ.get("webgrid.body")
         if body is None:
-            body = read_body(environ, MAX_BODY)
+            body = read_body(environ, self.max_body)
         if environ.get("QUERY_STRING"):
             path += "?" + environ["QUERY_STRING"]
         upstream = self._upstreams.get(address)
@@ -306,6 +341,40 @@ class Proxy:
         return upstream.request(
             environ["REQUEST_METHOD"], path, body or None, headers, timeout=timeout
         )
+
+
+def _check_target(environ: Environ) -> None:
+    """Refuse request targets that could steer a request elsewhere: an
+    absolute URI (this is no forward proxy), an encoded slash or backslash,
+    and dot segments."""
+    target = str(environ.get("webgrid.target", environ.get("PATH_INFO", "")))
+    path = target.split("?", 1)[0]
+    if not path.startswith("/"):
+        raise InvalidArgument(
+            f"the request target {target[:100]!r} is not a path; send requests "
+            "to the grid itself, it forwards nothing elsewhere"
+        )
+    lowered = path.lower()
+    if any(code in lowered for code in ("%2f", "%5c", "%2e", "\\")):
+        raise InvalidArgument(f"the path {path[:100]!r} has an encoded separator")
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise InvalidArgument(f"the path {path[:100]!r} has dot segments")
+    host = str(environ.get("HTTP_HOST", ""))
+    if host and not HOST.fullmatch(host):
+        raise InvalidArgument(f"the Host header {host[:100]!r} is not a host")
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = (
+            base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
 
 
 def _canonical(path: str) -> str:
