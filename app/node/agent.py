@@ -14,9 +14,11 @@ import contextlib
 import json
 import logging
 import os
+import pathlib
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -43,10 +45,11 @@ from app.http import (
     read_body,
     reply,
     reply_error,
+    reply_json,
     request_headers,
     tunnel,
 )
-from app.node import drivers, rewrite
+from app.node import drivers, files, rewrite
 from app.node.config import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,10 @@ class NodeAgent:
         # WebSocket paths of the session ("/se/bidi", "/se/cdp") and where
         # each leads: (address, path, request headers to leave out).
         self.sockets: dict[str, tuple[str, str, frozenset[str]]] = {}
+        self.files = files.Files(
+            pathlib.Path(tempfile.gettempdir()),
+            config.capabilities.get(files.DOWNLOADS_CAP) is True,
+        )
         self.idle_timeout, self.first_timeout = _idle_timeouts(config)
         self._worker_missing_since: float | None = None
         self._stopping = gevent.event.Event()
@@ -160,6 +167,10 @@ class NodeAgent:
         caps = drivers.driver_capabilities(
             self.grid, self.config.browser, self.config.capabilities
         )
+        if self.files.downloads is not None:
+            files.browser_download_options(
+                self.config.browser, caps, self.files.downloads
+            )
         body = json.dumps({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}})
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
@@ -216,6 +227,8 @@ class NodeAgent:
     def _announce(self, capabilities: dict[str, Any]) -> bool:
         """Publish the route, mark the session running, answer the manager."""
         capabilities = self._publish_sockets(capabilities)
+        if self.files.downloads is not None:
+            capabilities[files.DOWNLOADS_CAP] = True
         self.route = registry.Heartbeat(
             self.client,
             registry.route_key(self.session_id),
@@ -336,6 +349,12 @@ class NodeAgent:
         if environ.get("QUERY_STRING"):
             driver_path += "?" + environ["QUERY_STRING"]
         body = read_body(environ, self.grid.max_body_mb * 1024 * 1024)
+        rest = path[len(rewrite.SESSION_PATH) + len(self.session_id) :]
+        if files.is_file_command(rest):
+            value = self.files.handle(method, rest, body)
+            return reply_json(
+                start_response, 200, json.dumps({"value": value}).encode()
+            )
         headers = request_headers(environ, self.driver.address)
         try:
             answer = self.driver.request(method, driver_path, body or None, headers)

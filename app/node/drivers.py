@@ -22,7 +22,13 @@ CHROME_ARGS = (
     "--no-default-browser-check",
 )
 # Keys the grid consumed while matching, which drivers must not see.
-GRID_KEYS = ("webgrid:options", "browserVersion", "platformName", "se:name")
+GRID_KEYS = (
+    "webgrid:options",
+    "browserVersion",
+    "platformName",
+    "se:name",
+    "se:downloadsEnabled",
+)
 
 
 def driver_command(config: settings.Settings, browser: str, port: int) -> list[str]:
