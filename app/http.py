@@ -9,7 +9,7 @@ import http.client
 import logging
 import select
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import gevent
@@ -34,6 +34,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+CHUNK = 256 * 1024
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 Headers = list[tuple[str, str]]
@@ -98,24 +99,43 @@ class Upstream:
         *,
         timeout: float | None = None,
     ) -> Response:
-        """Send one request; retry once if a reused connection had closed."""
+        """Send one request and read its answer whole."""
+        answer = self.stream(method, path, body, headers, timeout=timeout)
+        try:
+            data = b"".join(answer)
+        finally:
+            answer.close()
+        return Response(
+            answer.status, answer.reason, answer.headers, data, closing=answer.closing
+        )
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        *,
+        timeout: float | None = None,
+    ) -> Streamed:
+        """Send one request; the answer's body is read as it is iterated.
+        A reused connection that turns out closed is retried once."""
         conn, reused = self._checkout(timeout)
         try:
             try:
-                response = self._exchange(conn, method, path, body, headers)
+                raw = self._send(conn, method, path, body, headers)
             except _STALE:
                 if not reused:
                     raise
                 conn.close()
                 conn, _ = self._checkout(timeout, fresh=True)
-                response = self._exchange(conn, method, path, body, headers)
+                raw = self._send(conn, method, path, body, headers)
         except BaseException:
             # NOTE: BaseException, so that a request abandoned by its client
             # (its greenlet killed) never leaves a half-read connection idle.
             conn.close()
             raise
-        self._checkin(conn, response)
-        return response
+        return Streamed(self, conn, raw)
 
     def close(self) -> None:
         while self._idle:
@@ -133,27 +153,54 @@ class Upstream:
         conn = _Connection(self.host, self.port, timeout=timeout or self.timeout)
         return conn, False
 
-    def _exchange(
+    def _send(
         self,
         conn: http.client.HTTPConnection,
         method: str,
         path: str,
         body: bytes | None,
         headers: dict[str, str],
-    ) -> Response:
+    ) -> http.client.HTTPResponse:
         conn.request(method, path, body=body, headers=headers)
-        raw = conn.getresponse()
-        data = raw.read()
-        kept = [(k, v) for k, v in raw.getheaders() if k.lower() not in HOP_BY_HOP]
-        return Response(
-            raw.status, raw.reason, kept, data, closing=bool(raw.will_close)
-        )
+        return conn.getresponse()
 
-    def _checkin(self, conn: http.client.HTTPConnection, response: Response) -> None:
-        if response.closing or len(self._idle) >= 8:
+    def checkin(self, conn: http.client.HTTPConnection) -> None:
+        """Keep `conn` for the next request, or close it if enough are kept."""
+        if len(self._idle) >= 8:
             conn.close()
         else:
             self._idle.append(conn)
+
+
+class Streamed:
+    """An upstream's answer whose body is read while it is iterated; the
+    connection goes back to its pool once the body has been read whole."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        conn: http.client.HTTPConnection,
+        raw: http.client.HTTPResponse,
+    ) -> None:
+        self.upstream = upstream
+        self.conn = conn
+        self.raw = raw
+        self.status = raw.status
+        self.reason = raw.reason
+        self.closing = bool(raw.will_close)
+        self.headers = [
+            (k, v) for k, v in raw.getheaders() if k.lower() not in HOP_BY_HOP
+        ]
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.raw.read(CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        if self.raw.isclosed() and not self.closing:
+            self.upstream.checkin(self.conn)
+        else:
+            self.conn.close()
 
 
 class ClientSocketHandler(WSGIHandler):

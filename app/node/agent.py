@@ -302,6 +302,12 @@ class NodeAgent:
                 body = self._forward(environ, start_response)
         except WebDriverError as error:
             body = reply_error(start_response, error)
+        except Exception as exc:
+            log.exception("node %s failed on a command", self.session_id)
+            error = UnknownError(
+                f"the node failed: {exc!r}", session_id=self.session_id
+            )
+            body = reply_error(start_response, error)
         except BaseException:
             self._answered()
             raise

@@ -192,6 +192,10 @@ class Proxy:
             return reply(start_response, error.status, error.to_bytes(), headers)
         except WebDriverError as error:
             return reply_error(start_response, error)
+        except Exception as exc:
+            log.exception("proxy failed on %s", environ.get("PATH_INFO"))
+            failure = UnknownError(f"the proxy failed: {exc!r}")
+            return reply_error(start_response, failure)
 
     def _route(self, environ: Environ, start_response: StartResponse) -> Any:
         _check_target(environ)
@@ -257,7 +261,7 @@ class Proxy:
     ) -> Any:
         address = self._node_of(sid)
         try:
-            answer = self._forward(environ, address, path, timeout=None)
+            answer = self._forward(environ, address, path, stream=True)
         except ConnectionRefusedError:
             self.routes.forget_node(sid)
             raise InvalidSessionId(
@@ -268,7 +272,9 @@ class Proxy:
                 f"the node of session {sid!r} failed to answer: {exc}",
                 session_id=sid,
             ) from None
-        return reply(start_response, answer.status, answer.body, answer.headers)
+        # The body streams from the node to the client as it arrives.
+        start_response(f"{answer.status} {answer.reason}", answer.headers)
+        return answer
 
     def _to_manager(
         self, environ: Environ, start_response: StartResponse, path: str
@@ -300,7 +306,7 @@ class Proxy:
     ) -> Response | None:
         """Forward; if the client leaves first, drop the upstream request
         (closing its connection tells the manager) and return None."""
-        request = gevent.spawn(self._forward, environ, address, path, timeout=None)
+        request = gevent.spawn(self._forward, environ, address, path)
         while not request.ready():
             request.join(CLIENT_CHECK)
             if not request.ready() and client_gone(environ):
@@ -326,8 +332,10 @@ class Proxy:
             return reply_json(start_response, 200, _dumps(body))
 
     def _forward(
-        self, environ: Environ, address: str, path: str, *, timeout: float | None
+        self, environ: Environ, address: str, path: str, *, stream: bool = False
     ) -> Any:
+        """Send the request to `address`; a `Response`, or with `stream` a
+        `Streamed` answer whose body is read as it is written on."""
         body = environ.get("webgrid.body")
         if body is None:
             body = read_body(environ, self.max_body)
@@ -338,9 +346,8 @@ class Proxy:
             upstream = self._upstreams[address] = Upstream(address)
         headers = request_headers(environ, address)
         log.debug("%s %s -> %s", environ["REQUEST_METHOD"], path, address)
-        return upstream.request(
-            environ["REQUEST_METHOD"], path, body or None, headers, timeout=timeout
-        )
+        send = upstream.stream if stream else upstream.request
+        return send(environ["REQUEST_METHOD"], path, body or None, headers)
 
 
 def _check_target(environ: Environ) -> None:
