@@ -304,10 +304,10 @@ class NodeAgent:
             body = reply_error(start_response, error)
         except Exception as exc:
             log.exception("node %s failed on a command", self.session_id)
-            error = UnknownError(
+            failure = UnknownError(
                 f"the node failed: {exc!r}", session_id=self.session_id
             )
-            body = reply_error(start_response, error)
+            body = reply_error(start_response, failure)
         except BaseException:
             self._answered()
             raise
