@@ -57,7 +57,7 @@ POLL = 0.1
 EXIT_GRACE = 5.0
 LOG_LINES = 20
 # How long one wait request to the engine may stay open before it is renewed.
-WAIT_CHUNK = 30
+WAIT_CHUNK = 5
 # The exit code `wait()` reports when the engine lost track of the container.
 LOST = -1
 # Settings whose values belong to the image, never to the worker's host.
@@ -210,21 +210,23 @@ class DockerNode:
         while True:
             try:
                 result = self.container.wait(timeout=WAIT_CHUNK)
-                self._code = int(result.get("StatusCode", LOST))
-                break
-            except requests.exceptions.ReadTimeout:
-                continue
-            except requests.exceptions.ConnectionError as exc:
-                if "timed out" in str(exc):
+            except (docker.errors.APIError, requests.RequestException) as exc:
+                if _timed_out(exc):
                     continue
-                log.warning("lost the Docker engine of %s: %s", self.name, exc)
-            except docker.errors.NotFound:
-                log.debug("container %s is gone", self.name)
-            except docker.errors.APIError as exc:
-                log.warning("cannot wait for container %s: %s", self.name, exc)
-            self._code = LOST
+                log.warning("lost track of container %s: %s", self.name, exc)
+                self._code = LOST
+                break
+            self._code = int(result.get("StatusCode", LOST))
             break
         self._exited.set()
+
+
+def _timed_out(exc: Exception) -> bool:
+    """Whether `exc` only says that a wait request ran out of time."""
+    # NOTE: over a unix socket, a read timeout comes as a ConnectionError.
+    return isinstance(exc, requests.exceptions.ReadTimeout) or (
+        isinstance(exc, requests.exceptions.ConnectionError) and "timed out" in str(exc)
+    )
 
 
 # -- the provisioner ---------------------------------------------------------------
@@ -461,6 +463,9 @@ class DockerProvisioner:
         except SessionNotCreated as exc:
             log.warning("browser %s not offered: %s", browser, exc.message)
             return ""
+        except docker.errors.APIError as exc:
+            log.warning("browser %s not offered: %s", browser, exc.explanation)
+            return ""
         except docker.errors.ContainerError as exc:
             log.warning("browser %s not offered: %s", browser, exc)
             return ""
@@ -563,7 +568,7 @@ def _reap(provisioner: DockerProvisioner) -> list[Reaped]:
     reaped = []
     for container in containers:
         reason = orphan_reason(provisioner.redis, container.labels)
-        if reason and _remove(container):
+        if reason and remove_container(container):
             session_id = container.labels.get(SESSION_LABEL, "")
             log.info("reaper removed container %s: %s", container.name, reason)
             _end_session(provisioner, session_id, reason)
@@ -596,12 +601,13 @@ def orphan_reason(client: redis.Redis, labels: Mapping[str, str]) -> str:
     return ""
 
 
-def _remove(container: Container) -> bool:
+def remove_container(container: Container) -> bool:
+    """Remove `container`; False if it was gone already or could not go."""
     try:
         container.remove(force=True)
     except docker.errors.NotFound:
         return False
-    except docker.errors.APIError as exc:
+    except (docker.errors.APIError, requests.RequestException) as exc:
         log.warning("reaper could not remove %s: %s", container.name, exc)
         return False
     return True

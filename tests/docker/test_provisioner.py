@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
+import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -20,6 +23,7 @@ from app.provisioners.docker import (
     BROWSER_LABEL,
     GRID_LABEL,
     IMAGE_SETTINGS,
+    LOST,
     SESSION_LABEL,
     WORKER_LABEL,
     DockerNode,
@@ -28,7 +32,9 @@ from app.provisioners.docker import (
     container_name,
     grid_label,
     node_environment,
+    reap,
 )
+from tests import docker_harness
 from tests.docker_harness import WORKER, gone, new_session
 from tests.harness import wait_for
 
@@ -314,3 +320,88 @@ def test_node_environment_carries_the_grid_settings() -> None:
     assert env["WEBGRID_NODE_PARENT"] == "0"
     assert env["WEBGRID_NODE_WORKER"] == "w1"
     assert json.loads(env["WEBGRID_NODE_CAPABILITIES"]) == {"browserName": "firefox"}
+
+
+@pytest.fixture
+def relay(
+    docker_engine: docker_harness.Engine, tmp_path: pathlib.Path
+) -> Iterator[docker_harness.SocketRelay]:
+    """The engine behind a relay that a test can cut."""
+    assert docker_engine.url.startswith("unix://"), "the relay needs a unix socket"
+    target = docker_engine.url.removeprefix("unix://")
+    relay = docker_harness.SocketRelay(target, str(tmp_path / "relay.sock"))
+    yield relay
+    relay.close()
+
+
+@pytest.mark.slow
+def test_an_engine_lost_during_a_session_is_reported_and_left_to_the_reaper(
+    grid_config: settings.Settings,
+    docker_config: DockerSettings,
+    redis_client: registry.redis.Redis,
+    engine_client: docker.DockerClient,
+    relay: docker_harness.SocketRelay,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = dataclasses.replace(docker_config, docker_host=relay.url)
+    provisioner = DockerProvisioner(grid_config, config)
+    session_id = new_session(redis_client)
+    node = provisioner.start(session_id, "chrome", {}, WORKER)
+
+    relay.close()
+    assert node.wait(10) == LOST
+    assert "(its logs could not be read:" in node.last_logs()
+    with caplog.at_level(logging.WARNING, logger="app.provisioners.docker"):
+        node.stop()
+    assert "the reaper will remove it" in caplog.text
+    provisioner.close()
+
+    # The container still runs; once its session ends, the reaper removes it.
+    assert not gone(engine_client, node.name)
+    registry.terminate(redis_client, session_id, "client gone", retention=60)
+    reaped = reap(grid_config, docker_config)
+    assert [r.session_id for r in reaped] == [session_id]
+    assert gone(engine_client, node.name)
+
+
+@pytest.mark.slow
+def test_a_container_that_cannot_start_is_removed(
+    grid_config: settings.Settings,
+    docker_config: DockerSettings,
+    redis_client: registry.redis.Redis,
+    engine_client: docker.DockerClient,
+    node_image: str,
+) -> None:
+    # The engine finds the image's user missing only when it starts it.
+    dockerfile = f"FROM {node_image}\nUSER nosuchuser\n"
+    tag = "webgrid-node-unstartable:test"
+    engine_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag)
+    provisioner = DockerProvisioner(
+        grid_config, dataclasses.replace(docker_config, default_image=tag)
+    )
+    session_id = new_session(redis_client)
+    with pytest.raises(SessionNotCreated) as caught:
+        provisioner.start(session_id, "chrome", {}, WORKER)
+    provisioner.close()
+    assert f"refused the container of session {session_id}" in caught.value.message
+    assert "nosuchuser" in caught.value.message
+    assert gone(engine_client, container_name(session_id))
+
+
+def test_the_offer_leaves_out_an_image_without_the_browser(
+    grid_config: settings.Settings, docker_config: DockerSettings
+) -> None:
+    bare = dataclasses.replace(
+        docker_config, images={"firefox": docker_harness.BASE_IMAGE}
+    )
+    provisioner = DockerProvisioner(grid_config, bare)
+    offered = provisioner.offer(("chrome", "firefox"))
+    provisioner.close()
+    assert [b["browserName"] for b in offered] == ["chrome"]
+
+
+def test_the_grid_label_leaves_out_credentials() -> None:
+    assert grid_label("redis://:secret@redis.local:6380/2") == (
+        "redis://redis.local:6380/2"
+    )
+    assert grid_label("unix:///run/redis.sock") == "unix:///run/redis.sock"

@@ -21,6 +21,7 @@ from app.provisioners.docker import (
     DockerProvisioner,
     DockerSettings,
     reap,
+    remove_container,
 )
 from tests.docker_harness import WORKER, gone, new_session
 
@@ -116,3 +117,11 @@ def test_orphan_reason_of_a_session_unknown_to_redis(
     assert orphan_reason(redis_client, labels) == (
         f"its session {session_id} is unknown to Redis"
     )
+
+
+def test_removing_a_container_already_gone_is_no_removal(
+    engine_client: docker.DockerClient, node_image: str
+) -> None:
+    container = engine_client.containers.create(node_image, network_mode="none")
+    engine_client.containers.get(container.id).remove(force=True)
+    assert remove_container(container) is False
