@@ -16,6 +16,7 @@ RETENTION = 86400
 
 
 def test_status_has_the_w3c_shape_and_the_grid_view(grid: Grid) -> None:
+    grid.wait_slots_free()
     answer = requests.get(grid.url + "/status", timeout=10)
     assert answer.status_code == 200
     value = answer.json()["value"]

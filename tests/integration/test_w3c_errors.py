@@ -115,9 +115,7 @@ def test_unknown_session_is_invalid_session_id(grid: Grid) -> None:
     assert_w3c_error(answer, 404, "invalid session id")
 
 
-@pytest.mark.parametrize(
-    "path", ["/session/..%2Fstatus/url", "/session/a.b/url", "/session/%2e%2e/url"]
-)
+@pytest.mark.parametrize("path", ["/session/a.b/url", "/session/a~b/url"])
 def test_malformed_session_id_is_invalid_session_id(grid: Grid, path: str) -> None:
     answer = requests.get(grid.url + path, timeout=10)
     assert_w3c_error(answer, 404, "invalid session id")
