@@ -23,7 +23,8 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from app import logs, registry, settings
+from app import logs, provisioners, registry, settings
+from app.errors import SessionNotCreated
 from app.reaper import Reaper
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Orchestrator:
         self.name = name
         self.config = config
         self.client = registry.connect(config.redis_url)
+        self.provisioner = provisioners.make(config)
         self.browsers = self._detect_browsers()
         self._held: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -79,6 +81,8 @@ class Orchestrator:
         )
 
     def _detect_browsers(self) -> list[dict[str, str]]:
+        if self.config.provisioner == "docker":
+            return self._detect_in_images()
         offered = []
         for browser in self.config.browsers:
             binary = browser_binary(self.config, browser)
@@ -99,6 +103,17 @@ class Orchestrator:
                 }
             )
         return offered
+
+    def _detect_in_images(self) -> list[dict[str, str]]:
+        """What this worker's node images hold; nothing if Docker is down."""
+        from app.provisioners.docker import DockerProvisioner
+
+        assert isinstance(self.provisioner, DockerProvisioner)
+        try:
+            return self.provisioner.offer(self.config.browsers)
+        except SessionNotCreated as exc:
+            log.warning("worker %s offers nothing: %s", self.name, exc.message)
+            return []
 
     def offer(self) -> dict[str, Any]:
         with self._lock:

@@ -103,6 +103,10 @@ class Reaper:
         except redis.RedisError as exc:
             log.warning("reaper could not read Redis: %s", exc)
         reap_orphan_nodes(self.config.redis_url)
+        if self.config.provisioner == "docker":
+            from app.provisioners import docker
+
+            docker.reap(self.config)
 
     def _run(self) -> None:
         self.run_once()

@@ -17,6 +17,7 @@ from typing import Any
 from app.errors import SettingsError
 
 BROWSERS_KNOWN = ("chrome", "firefox")
+PROVISIONERS = ("local", "docker")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,7 @@ class Settings:
     manager_port: int = 0
     slots: int = 4
     browsers: tuple[str, ...] = ("chrome",)
+    provisioner: str = "local"
     chrome_binary: str = "/usr/bin/chromium"
     chromedriver: str = "/usr/bin/chromedriver"
     firefox_binary: str = "/usr/bin/firefox-esr"
@@ -71,6 +73,7 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_MANAGER_PORT", "manager_port"),
     ("WEBGRID_SLOTS", "slots"),
     ("WEBGRID_BROWSERS", "browsers"),
+    ("WEBGRID_PROVISIONER", "provisioner"),
     ("WEBGRID_CHROME_BINARY", "chrome_binary"),
     ("WEBGRID_CHROMEDRIVER", "chromedriver"),
     ("WEBGRID_FIREFOX_BINARY", "firefox_binary"),
@@ -160,6 +163,13 @@ def _parse_public_url(text: str) -> str:
     return url
 
 
+def _parse_provisioner(text: str) -> str:
+    name = text.strip().lower()
+    if name not in PROVISIONERS:
+        raise ValueError(f"use {' or '.join(PROVISIONERS)}")
+    return name
+
+
 def _parse_log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -177,6 +187,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "slots": _parse_positive_int,
     "max_body_mb": _parse_positive_int,
     "browsers": _parse_browsers,
+    "provisioner": _parse_provisioner,
     "headless": _parse_bool,
     "idle_timeout": _parse_seconds,
     "max_idle_timeout": _parse_seconds,

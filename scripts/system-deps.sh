@@ -10,6 +10,11 @@ command -v firefox-esr >/dev/null || packages+=(firefox-esr)
 command -v python3 >/dev/null || packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 command -v make >/dev/null || packages+=(make)
+# The Docker provisioner's tests run their own engine and build the node
+# image from a debootstrapped base (no registry is needed).
+command -v dockerd >/dev/null || packages+=(docker.io)
+command -v debootstrap >/dev/null || packages+=(debootstrap)
+command -v docker-compose >/dev/null || packages+=(docker-compose)
 
 if [ "${#packages[@]}" -eq 0 ]; then
   exit 0

@@ -16,8 +16,10 @@ import redis
 from celery.exceptions import Reject
 
 from app import registry
+from app.errors import SessionNotCreated
 from app.orchestrator import Orchestrator, celery, current
-from app.provisioners.local import LocalNode, LocalProvisioner
+from app.provisioners import Node
+from app.provisioners.local import LocalNode
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +58,20 @@ def _run_node(
     browser: str,
     capabilities: dict[str, Any],
 ) -> str:
-    provisioner = LocalProvisioner(orchestrator.config)
+    provisioner = orchestrator.provisioner
     try:
         node = provisioner.start(session_id, browser, capabilities, orchestrator.name)
     except OSError as exc:
         _end(orchestrator, session_id, f"could not start a node process: {exc}")
         return "failed"
+    except SessionNotCreated as exc:
+        _end(orchestrator, session_id, exc.message)
+        return "failed"
 
-    orchestrator.client.hset(
-        registry.session_key(session_id), "node_pid", node.process.pid
-    )
+    if isinstance(node, LocalNode):
+        orchestrator.client.hset(
+            registry.session_key(session_id), "node_pid", node.process.pid
+        )
 
     def stop_for_worker(reason: str) -> None:
         _end(orchestrator, session_id, reason)
@@ -79,7 +85,7 @@ def _run_node(
         _end(orchestrator, session_id, "its node ended without saying why")
 
 
-def _supervise(orchestrator: Orchestrator, session_id: str, node: LocalNode) -> str:
+def _supervise(orchestrator: Orchestrator, session_id: str, node: Node) -> str:
     """Wait for the node to end; stop it if it overstays its start or its
     session was ended by the grid (the client went away, for example)."""
     config = orchestrator.config
