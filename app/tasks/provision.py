@@ -13,11 +13,10 @@ import time
 from typing import Any
 
 import redis
-from celery.exceptions import Reject
 
 from app import registry
 from app.errors import SessionNotCreated
-from app.orchestrator import Orchestrator, celery, current
+from app.orchestrator import Orchestrator, celery, current, queue_for
 from app.provisioners import Node
 from app.provisioners.local import LocalNode
 
@@ -35,9 +34,16 @@ def provision_node(session_id: str, browser: str, capabilities: dict[str, Any]) 
     """Run the node of `session_id`; return how the slot's life ended."""
     orchestrator = current()
     if orchestrator.draining:
-        # NOTE: a worker told to stop may still receive a request before its
-        # consumer stops; back to the queue, for a worker that takes it.
-        raise Reject("this worker is draining", requeue=True)
+        # NOTE: a worker told to stop may still receive requests until its
+        # running sessions end. Each goes back to the queue as a new
+        # message, where a worker that waits longer gets it first (Redis
+        # serves blocked consumers in order); a rejected one would stay
+        # with this worker until it exits.
+        provision_node.apply_async(
+            args=[session_id, browser, capabilities], queue=queue_for(browser)
+        )
+        log.info("session %s handed back to the queue: draining", session_id)
+        return "handed back"
     claimed = registry.transition(
         orchestrator.client,
         session_id,
