@@ -1,30 +1,44 @@
-"""Benchmark: the grid against a bare chromedriver, on this machine.
+"""Benchmark: the grid against a bare chromedriver and Selenium Grid 4.
 
-Both remote ends run side by side; every measurement alternates between
-them round by round (or block by block), so that noise on the machine falls
-on both alike. Each end gets the same headless Chromium options.
+The three remote ends run side by side; every measurement goes round them
+in turn, a different one first each round, so that noise on the machine
+falls on all alike. Each end gets the same headless Chromium options. The
+grid and Grid 4 get the same number of slots (--slots) and idle timeout.
 
 - new session: how long `webdriver.Remote(...)` takes to return, over
   --sessions rounds after one untimed warm-up round (quit is not timed);
+- quit: how long `quit()` takes to return;
 - teardown: from `quit()` returning until the browser processes of that
-  session are gone (the benchmark waits for this before the next round);
+  session are gone (the benchmark waits for this before the next round;
+  Grid 4 answers quit only once they are);
 - command: the round trip of `driver.title`, in one open session per end,
   on a page served by the benchmark on loopback; --commands times each,
-  in blocks of --block, after --warmup untimed calls.
+  in blocks of --block, after --warmup untimed calls;
+- throughput: --slots sessions per end, each driven by a thread of its own
+  for --throughput-commands commands at once; commands per second over
+  --throughput-rounds rounds (see bench.throughput);
+- memory: RSS and PSS of each end's control plane, when no session is open:
+  right after start, and idle again after all the above (see bench.memory).
+  For the grid: proxy, manager and worker (its Redis and supervisor are
+  shown apart); for Grid 4: its JVM; for the bare end: chromedriver.
 
 It prints the median and p95 of each, with the ratio of each end's median
-to the bare chromedriver's, and writes the same, with the raw samples, the
-date, the machine and the browser versions, to bench/results/latest.json.
+to the bare chromedriver's and to Grid 4's, then checks the targets of
+issue 4 (see bench.report). It writes the same, with the raw samples, the
+date, the machine and the versions, to bench/results/latest.json.
 
 Run it from the repository's root:
 
     .venv/bin/python -m bench.compare [--sessions 10] [--commands 300]
 
-or `make bench`. It starts the grid (`python -m app.run`, embedded Redis)
-and /usr/bin/chromedriver on free loopback ports (their output goes to
-bench/results/<end>.log) and stops both at the end, also on Ctrl-C or an
-error; then it warns about, and kills, any process it started that is still
-running. Nothing is downloaded; all traffic stays on loopback.
+or `make bench`. A quick run: --sessions 5 --commands 200
+--throughput-commands 100 --throughput-rounds 3. It starts the grid
+(`python -m app.run`, embedded Redis), /usr/bin/chromedriver and Grid 4
+(installed on first use, see bench.grid4) on free loopback ports, with their
+output in bench/results/<end>.log, and stops them all at the end, also on
+Ctrl-C or an error; then it warns about, and kills, any process it started
+that is still running. Nothing but Grid 4's npm package is downloaded; all
+other traffic stays on loopback.
 """
 
 from __future__ import annotations
@@ -36,13 +50,14 @@ import http.server
 import json
 import os
 import pathlib
+import platform
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -53,48 +68,76 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from app.node.drivers import CHROME_ARGS as GRID_CHROME_ARGS
-from bench import ends, processes
+from bench import ends, grid4, memory, processes, report, throughput
 
 T = TypeVar("T")
-Samples = dict[str, dict[str, list[float]]]
+Drivers = dict[str, list[WebDriver]]
 
 CHROMIUM = "/usr/bin/chromium"
-# The flags the grid gives Chromium, passed to both ends: same browsers.
+# The flags the grid gives Chromium, passed to every end: same browsers.
 CHROME_ARGS = ("--headless=new", *GRID_CHROME_ARGS)
-BASELINE = "bare"
-RATIO = f"median_ratio_to_{BASELINE}"
+END_NAMES = (report.BARE, report.GRID, report.GRID4)
 PAGE_TITLE = "webgrid bench"
 PAGE = f"<!doctype html><title>{PAGE_TITLE}</title><p>benchmark page</p>"
 TEARDOWN_TIMEOUT = 15.0
 LEFTOVER_GRACE = 5.0
+MEMORY_PAUSE = 0.2
 OUTPUT = ends.RESULTS / "latest.json"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare",
-        description="Compare the grid with a bare chromedriver on this machine.",
+        description="Compare the grid with a bare chromedriver and Selenium "
+        "Grid 4 on this machine.",
     )
-    parser.add_argument(
-        "--sessions", type=int, default=10, help="new sessions per end (10)"
+    add = parser.add_argument
+    add("--sessions", type=int, default=10, help="new sessions per end (10)")
+    add("--commands", type=int, default=300, help="timed commands per end (300)")
+    add("--warmup", type=int, default=20, help="untimed commands a session (20)")
+    add("--block", type=int, default=25, help="commands in a row per end (25)")
+    add(
+        "--throughput-commands",
+        type=int,
+        default=200,
+        help="commands per session in a throughput round (200)",
     )
-    parser.add_argument(
-        "--commands", type=int, default=300, help="timed commands per end (300)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=20, help="untimed commands per end (20)"
-    )
-    parser.add_argument(
-        "--block", type=int, default=25, help="commands in a row per end (25)"
-    )
-    parser.add_argument(
-        "--output", type=pathlib.Path, default=OUTPUT, help=f"JSON ({OUTPUT})"
-    )
+    add("--throughput-rounds", type=int, default=5, help="throughput rounds (5)")
+    add("--slots", type=int, default=4, help="sessions at once, both grids (4)")
+    add("--session-timeout", type=float, default=300, help="idle timeout s (300)")
+    add("--memory-samples", type=int, default=5, help="memory snapshots (5)")
+    add("--ends", default=",".join(END_NAMES), help="ends to run (all three)")
+    add("--grid4-version", default=grid4.VERSION, help=f"({grid4.VERSION})")
+    add("--output", type=pathlib.Path, default=OUTPUT, help=f"JSON ({OUTPUT})")
     args = parser.parse_args(argv)
-    for flag in ("sessions", "commands", "block"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be at least 1")
+    check_args(parser, args)
     return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    counts = ("sessions", "commands", "block", "slots", "memory_samples")
+    for flag in (*counts, "throughput_commands", "throughput_rounds"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    args.ends = [name.strip() for name in args.ends.split(",") if name.strip()]
+    unknown = sorted(set(args.ends) - set(END_NAMES))
+    if unknown or report.BARE not in args.ends:
+        parser.error(
+            f"--ends takes names from {', '.join(END_NAMES)} and needs "
+            f"{report.BARE}, the baseline; got {', '.join(args.ends)}"
+        )
+
+
+def make_ends(args: argparse.Namespace) -> list[ends.End]:
+    """The ends asked for, in the order of END_NAMES."""
+    factories: dict[str, Callable[[], ends.End]] = {
+        report.BARE: ends.bare,
+        report.GRID: lambda: ends.grid(args.slots, args.session_timeout),
+        report.GRID4: lambda: grid4.end(
+            args.slots, args.session_timeout, args.grid4_version
+        ),
+    }
+    return [factories[name]() for name in END_NAMES if name in args.ends]
 
 
 def chrome_options() -> webdriver.ChromeOptions:
@@ -132,33 +175,33 @@ def open_session(end: ends.End) -> WebDriver:
         ) from exc
 
 
-def one_session(end: ends.End, tracker: processes.Tracker) -> tuple[float, float]:
-    """Seconds to open a session on `end`, then for its browser to go."""
+def one_session(end: ends.End, tracker: processes.Tracker) -> dict[str, float]:
+    """Milliseconds to open a session on `end`, to quit it, for its browser
+    to go after that."""
     driver, opened = timed(lambda: open_session(end))
     try:
         browsers = tracker.browsers(end.name)
     finally:
-        driver.quit()
-    quit_returned = time.perf_counter()
-    left = processes.wait_gone(browsers, TEARDOWN_TIMEOUT)
+        _, quitting = timed(driver.quit)
+    _, teardown = timed(lambda: processes.wait_gone(browsers, TEARDOWN_TIMEOUT))
+    left = [p for p in browsers if processes.is_alive(p)]
     if left:
         warn(f"{end.name} kept {processes.describe(left)} after quit")
-    return opened, time.perf_counter() - quit_returned
+    seconds = {"new session": opened, "quit": quitting, "teardown": teardown}
+    return {f"{measure} ms": value * 1000 for measure, value in seconds.items()}
 
 
 def measure_sessions(
     remote_ends: Sequence[ends.End], rounds: int, tracker: processes.Tracker
-) -> Samples:
-    samples: Samples = {"new session": {}, "teardown": {}}
-    for measure in samples.values():
-        measure.update({end.name: [] for end in remote_ends})
+) -> report.Samples:
+    measures = ("new session ms", "quit ms", "teardown ms")
+    samples: report.Samples = {m: {e.name: [] for e in remote_ends} for m in measures}
     # Round 0 is the warm-up: first imports, cold caches, first browser.
     for turn in range(rounds + 1):
         for end in rotation(remote_ends, turn):
-            opened, teardown = one_session(end, tracker)
-            if turn:
-                samples["new session"][end.name].append(opened)
-                samples["teardown"][end.name].append(teardown)
+            timings = one_session(end, tracker)
+            for measure in measures if turn else ():
+                samples[measure][end.name].append(timings[measure])
         progress(f"sessions: round {turn}/{rounds} done")
     return samples
 
@@ -194,51 +237,71 @@ def serve_page() -> Iterator[str]:
 
 @contextlib.contextmanager
 def sessions_on(
-    remote_ends: Sequence[ends.End], page: str
-) -> Iterator[dict[str, WebDriver]]:
-    """One session per end, showing `page`; all quit on the way out."""
-    drivers: dict[str, WebDriver] = {}
+    remote_ends: Sequence[ends.End], page: str, each: int, warmup: int
+) -> Iterator[Drivers]:
+    """`each` sessions per end, showing `page`; all quit on the way out."""
+    drivers: Drivers = {end.name: [] for end in remote_ends}
     try:
-        for end in remote_ends:
-            drivers[end.name] = open_session(end)
-            drivers[end.name].get(page)
-            if drivers[end.name].title != PAGE_TITLE:
-                raise RuntimeError(f"{end.name} did not show the benchmark page")
+        for _ in range(each):
+            for end in remote_ends:
+                drivers[end.name].append(showing(open_session(end), page, end))
+        for driver in (d for started in drivers.values() for d in started):
+            time_title(driver, warmup)
         yield drivers
     finally:
-        for driver in drivers.values():
-            with contextlib.suppress(WebDriverException):
+        for driver in (d for started in drivers.values() for d in started):
+            with contextlib.suppress(WebDriverException, OSError):
                 driver.quit()
 
 
+def showing(driver: WebDriver, page: str, end: ends.End) -> WebDriver:
+    """`driver`, once it shows `page` (quit if it cannot)."""
+    try:
+        driver.get(page)
+        if driver.title != PAGE_TITLE:
+            raise ends.EndError(f"{end.name} did not show the benchmark page")
+    except BaseException:
+        driver.quit()
+        raise
+    return driver
+
+
 def time_title(driver: WebDriver, count: int) -> list[float]:
-    seconds = []
+    """Milliseconds each of `count` `driver.title` round trips took."""
+    milliseconds = []
     for _ in range(count):
         begin = time.perf_counter()
         _ = driver.title
-        seconds.append(time.perf_counter() - begin)
-    return seconds
+        milliseconds.append((time.perf_counter() - begin) * 1000)
+    return milliseconds
 
 
-def measure_commands(
-    drivers: dict[str, WebDriver], count: int, warmup: int, block: int
-) -> Samples:
-    for driver in drivers.values():
-        time_title(driver, warmup)
+def measure_commands(drivers: Drivers, count: int, block: int) -> report.Samples:
+    """Round trips on each end's first session, in blocks taken in turn."""
     samples: dict[str, list[float]] = {name: [] for name in drivers}
     blocks = -(-count // block)
     for turn in range(blocks):
         size = min(block, count - turn * block)
         for name in rotation(list(drivers), turn):
-            samples[name] += time_title(drivers[name], size)
-    return {"command": samples}
+            samples[name] += time_title(drivers[name][0], size)
+    return {"command ms": samples}
 
 
-def browser_versions(drivers: dict[str, WebDriver]) -> dict[str, dict[str, str]]:
+def measure_throughput(drivers: Drivers, count: int, rounds: int) -> report.Samples:
+    """Commands per second with all of each end's sessions driven at once."""
+    samples: dict[str, list[float]] = {name: [] for name in drivers}
+    for turn in range(rounds):
+        for name in rotation(list(drivers), turn):
+            samples[name].append(throughput.rate(drivers[name], count))
+        progress(f"throughput: round {turn + 1}/{rounds} done")
+    return {"throughput cmd/s": samples}
+
+
+def browser_versions(drivers: Drivers) -> dict[str, dict[str, str]]:
     """The browser and driver version each end reported for its session."""
     versions = {}
-    for name, driver in drivers.items():
-        caps = driver.capabilities
+    for name, started in drivers.items():
+        caps = started[0].capabilities
         chrome = caps.get("chrome", {})
         driver_version = str(chrome.get("chromedriverVersion", "")).split(" ")[0]
         versions[name] = {
@@ -250,71 +313,27 @@ def browser_versions(drivers: dict[str, WebDriver]) -> dict[str, dict[str, str]]
     return versions
 
 
-# Reporting
+# Memory
 
 
-def p95(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return values[0]
-    return statistics.quantiles(values, n=20, method="inclusive")[-1]
+class MemoryLog:
+    """Control-plane samples and per-part medians, by phase and end."""
 
+    def __init__(self, tracker: processes.Tracker, samples: int) -> None:
+        self.tracker = tracker
+        self.count = samples
+        self.samples: report.Samples = {}
+        self.parts: dict[str, dict[str, Any]] = {}
 
-def summarize(samples: Samples) -> dict[str, dict[str, dict[str, float]]]:
-    """Per measure and end: n, median and p95 in ms, median ratio to bare."""
-    return {
-        measure: {
-            end: figures(values, statistics.median(by_end[BASELINE]))
-            for end, values in by_end.items()
-        }
-        for measure, by_end in samples.items()
-    }
-
-
-def figures(seconds: Sequence[float], baseline: float) -> dict[str, float]:
-    median = statistics.median(seconds)
-    return {
-        "n": len(seconds),
-        "median_ms": round(median * 1000, 3),
-        "p95_ms": round(p95(seconds) * 1000, 3),
-        RATIO: round(median / baseline, 3) if baseline else 0.0,
-    }
-
-
-def render(summary: dict[str, dict[str, dict[str, float]]]) -> str:
-    header = f"{'measure':<12} {'end':<6} {'n':>5} {'median ms':>10} {'p95 ms':>10}"
-    lines = [f"{header} {'x ' + BASELINE + ' (median)':>16}"]
-    for measure, by_end in summary.items():
-        for end, row in by_end.items():
-            lines.append(
-                f"{measure:<12} {end:<6} {row['n']:>5} {row['median_ms']:>10.2f} "
-                f"{row['p95_ms']:>10.2f} {row[RATIO]:>16.2f}"
-            )
-    return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "memory_mib": psutil.virtual_memory().total // 2**20,
-        "cpu_model": cpu_model(),
-    }
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    return "unknown"
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def warn(message: str) -> None:
-    progress(f"warning: {message}")
+    def take(self, phase: str, remote_ends: Sequence[ends.End]) -> None:
+        progress(f"memory: {phase}")
+        self.parts[phase] = {}
+        for end in remote_ends:
+            taken = memory.measure(end, self.tracker, self.count, MEMORY_PAUSE)
+            for kind, values in taken["control_plane"].items():
+                measure = f"{kind.upper()} {phase} MiB"
+                self.samples.setdefault(measure, {})[end.name] = values
+            self.parts[phase][end.name] = taken["parts"]
 
 
 # The run
@@ -326,40 +345,135 @@ def run(
     tracker: processes.Tracker,
 ) -> dict[str, Any]:
     """Start the ends, take every measurement, return the report."""
+    commit, code = grid_commit(), grid_code()
     for end in remote_ends:
         progress(f"starting {end.name}")
         end.start()
     tracker.scan()
 
+    memory_log = MemoryLog(tracker, args.memory_samples)
+    memory_log.take("start", remote_ends)
+    samples, browsers = measure_sessions_and_commands(args, remote_ends, tracker)
+    memory_log.take("idle", remote_ends)
+    samples.update(memory_log.samples)
+
+    check_run(tracker, code)
+    found = {"grid_commit": commit, "browsers": browsers}
+    return build_report(args, remote_ends, samples, found, memory_log.parts)
+
+
+def measure_sessions_and_commands(
+    args: argparse.Namespace,
+    remote_ends: Sequence[ends.End],
+    tracker: processes.Tracker,
+) -> tuple[report.Samples, dict[str, dict[str, str]]]:
+    """Every measurement that opens sessions; the browsers the ends ran."""
     samples = measure_sessions(remote_ends, args.sessions, tracker)
-    with serve_page() as page, sessions_on(remote_ends, page) as drivers:
-        versions = browser_versions(drivers)
-        progress(f"commands: {args.commands} per end")
-        samples.update(
-            measure_commands(drivers, args.commands, args.warmup, args.block)
+    with serve_page() as page:
+        with sessions_on(remote_ends, page, 1, args.warmup) as drivers:
+            browsers = browser_versions(drivers)
+            progress(f"commands: {args.commands} per end")
+            samples.update(measure_commands(drivers, args.commands, args.block))
+        progress(f"throughput: {args.slots} sessions per end")
+        with sessions_on(remote_ends, page, args.slots, args.warmup) as drivers:
+            count, rounds = args.throughput_commands, args.throughput_rounds
+            samples.update(measure_throughput(drivers, count, rounds))
+    return samples, browsers
+
+
+def check_run(tracker: processes.Tracker, code: str) -> None:
+    """Warn if anything reached off this machine or the grid's code moved."""
+    outside = processes.outside_peers(tracker.scan())
+    if outside:
+        warn(f"connections off this machine: {', '.join(outside)}")
+    if grid_code() != code:
+        warn(
+            f"the grid's code ({', '.join(GRID_CODE)}) changed during the run; "
+            "nodes started after the change ran the new code"
         )
-    return report(args, samples, versions)
 
 
-def report(
-    args: argparse.Namespace, samples: Samples, versions: dict[str, dict[str, str]]
+def build_report(
+    args: argparse.Namespace,
+    remote_ends: Sequence[ends.End],
+    samples: report.Samples,
+    found: dict[str, Any],
+    parts: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    parameters = ("sessions", "commands", "warmup", "block")
+    summary = report.summarize(samples)
+    parameters = {key: value for key, value in vars(args).items() if key != "output"}
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "chromium": versions[BASELINE]["browserVersion"],
-        "browsers": versions,
-        "parameters": {key: vars(args)[key] for key in parameters},
-        "results": summarize(samples),
-        "samples_ms": {
+        "machine": report.machine(),
+        "versions": versions(args, found),
+        "parameters": parameters,
+        "commands": {end.name: getattr(end, "command", None) for end in remote_ends},
+        "results": summary,
+        "targets": report.verdicts(summary),
+        "memory_parts_mib": parts,
+        "samples": {
             measure: {
-                end: [round(s * 1000, 3) for s in values]
-                for end, values in by_end.items()
+                end: [round(v, 3) for v in values] for end, values in by_end.items()
             }
             for measure, by_end in samples.items()
         },
     }
+
+
+def versions(args: argparse.Namespace, found: dict[str, Any]) -> dict[str, Any]:
+    """Every version the figures depend on; `found` has what the run saw."""
+    bare = found["browsers"][report.BARE]
+    listed: dict[str, Any] = {
+        "chromium": bare["browserVersion"],
+        "chromedriver": bare["chromedriverVersion"],
+        "python": platform.python_version(),
+        "selenium_client": metadata.version("selenium"),
+        **found,
+    }
+    if report.GRID4 in args.ends:
+        jar = grid4.jar_path(args.grid4_version)
+        listed["grid4_jar"] = grid4.jar_version(jar)
+        listed["java"] = grid4.java_version()
+    return listed
+
+
+GRID_CODE = ("app", "celeryconfig.py")
+
+
+def grid_commit() -> str:
+    """The commit the grid runs from, '+dirty' if its code has changes on top."""
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", *GRID_CODE)
+    return f"{head}+dirty" if dirty else head or "unknown"
+
+
+def grid_code() -> str:
+    """What the grid's code is now: its trees at HEAD, and the changes on top."""
+    trees = git("rev-parse", *(f"HEAD:{path}" for path in GRID_CODE))
+    return trees + git("diff", "HEAD", "--", *GRID_CODE)
+
+
+def git(*arguments: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ends.ROOT), *arguments], capture_output=True, text=True
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip()
+
+
+def write(results: dict[str, Any], output: pathlib.Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.render(results["results"]))
+    print("control-plane parts, idle:")
+    print(report.render_parts(results["memory_parts_mib"]["idle"]))
+    print(report.render_verdicts(results["targets"]) or "targets: the grid did not run")
+    print(f"written to {output}")
+
+
+# Stopping
 
 
 def stop_all(remote_ends: Sequence[ends.End], tracker: processes.Tracker) -> None:
@@ -379,6 +493,14 @@ def stop_all(remote_ends: Sequence[ends.End], tracker: processes.Tracker) -> Non
                 process.kill()
 
 
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    progress(f"warning: {message}")
+
+
 def interrupt(signum: int, _: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -389,13 +511,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["SE_OFFLINE"] = "true"
     signal.signal(signal.SIGTERM, interrupt)
     tracker = processes.Tracker()
-    remote_ends = [ends.bare(), ends.grid()]
+    remote_ends: list[ends.End] = []
     try:
-        results = run(args, remote_ends, tracker)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
-        print(render(results["results"]))
-        print(f"written to {args.output}")
+        remote_ends += make_ends(args)
+        write(run(args, remote_ends, tracker), args.output)
     except KeyboardInterrupt:
         progress("interrupted; stopping what was started")
         return 130
@@ -403,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warn(str(exc))
         return 1
     finally:
+        # NOTE: a second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_all(remote_ends, tracker)
     return 0
 

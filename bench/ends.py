@@ -2,8 +2,11 @@
 
 An end is anything with a `name`, a `url` that serves the W3C WebDriver
 protocol once `start()` has returned, and a `stop()` that ends all it
-started. Adding an end (Selenium Grid 4, say) is one more factory below
-that builds a `ProcessEnd` from its command line.
+started. Its `parts()` are its own long-lived processes by role (never a
+session's driver or browser), and `counted` names the roles that make up
+its control plane, whose memory the benchmark compares. Adding an end is one
+more factory that builds a `ProcessEnd` from its command line (Selenium
+Grid 4's is in `bench.grid4`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import IO, Protocol
+
+import psutil
 
 from bench import processes
 
@@ -28,6 +34,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 READY_TIMEOUT = 120.0
+
+Parts = Callable[[psutil.Process], dict[str, psutil.Process]]
+# How the all-in-one grid's children are told apart, by their command line.
+GRID_ROLES = (
+    ("proxy", ("app.web", "proxy")),
+    ("manager", ("app.web", "manager")),
+    ("worker", ("celery", "worker")),
+    ("redis", ("redis-server",)),
+)
 
 
 class EndError(RuntimeError):
@@ -37,10 +52,13 @@ class EndError(RuntimeError):
 class End(Protocol):
     name: str
     url: str
+    counted: tuple[str, ...]
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def parts(self) -> dict[str, psutil.Process]: ...
 
 
 class ProcessEnd:
@@ -55,6 +73,8 @@ class ProcessEnd:
         env: dict[str, str] | None = None,
         stop_timeout: float = 10.0,
         own_tmpdir: bool = True,
+        parts: Parts | None = None,
+        counted: tuple[str, ...] | None = None,
     ) -> None:
         self.name = name
         self.command = command
@@ -62,6 +82,9 @@ class ProcessEnd:
         self.env = dict(os.environ if env is None else env)
         self.stop_timeout = stop_timeout
         self.own_tmpdir = own_tmpdir
+        self.counted = counted or (name,)
+        # By default the one process started is the whole control plane.
+        self._parts = parts or (lambda root: {self.counted[0]: root})
         self.log_path = log_path(name)
         self.process: subprocess.Popen[bytes] | None = None
         self.tmpdir: str | None = None
@@ -91,22 +114,46 @@ class ProcessEnd:
         )
         self._wait_ready(self.process, READY_TIMEOUT)
 
+    def parts(self) -> dict[str, psutil.Process]:
+        """The end's own processes by role; empty if it is not running."""
+        if self.process is None or self.process.poll() is not None:
+            return {}
+        try:
+            return self._parts(psutil.Process(self.process.pid))
+        except psutil.Error:
+            return {}
+
     def stop(self) -> None:
-        """Ask the process to stop (SIGTERM); kill its group if it will not."""
+        """Ask the process to stop (SIGTERM); kill its group if it will not.
+
+        What the process leaves behind in its process group (a driver or a
+        browser it did not stop) is killed too, and named in a warning.
+        """
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
-                warning = f"warning: {self.name} ignored SIGTERM; killing it"
-                print(warning, file=sys.stderr)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                warn(f"{self.name} ignored SIGTERM for {self.stop_timeout:g} s")
+                signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.process is not None:
+            self._reap_group(self.process.pid)
         if self._log is not None:
             self._log.close()
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _reap_group(self, group: int) -> None:
+        # NOTE: while a group has members its id cannot be reused, so these
+        # all descend from the process this end started.
+        left = [p for p in processes.group(group) if processes.is_alive(p)]
+        if left:
+            warn(f"{self.name} left {processes.describe(left)}; killing them")
+            for process in left:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            processes.wait_gone(left, self.stop_timeout)
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -122,6 +169,15 @@ class ProcessEnd:
         raise EndError(
             f"{self.name} was not ready within {timeout:g} s; see {self.log_path}"
         )
+
+
+def signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def is_ready(url: str) -> bool:
@@ -147,10 +203,11 @@ def free_port() -> int:
 def bare() -> ProcessEnd:
     """Debian's chromedriver on its own: the baseline."""
     port = free_port()
-    return ProcessEnd("bare", [CHROMEDRIVER, f"--port={port}"], port=port)
+    command = [CHROMEDRIVER, f"--port={port}"]
+    return ProcessEnd("bare", command, port=port, counted=("chromedriver",))
 
 
-def grid() -> ProcessEnd:
+def grid(slots: int, idle_timeout: float) -> ProcessEnd:
     """The all-in-one grid (`python -m app.run`), with its embedded Redis."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -158,11 +215,41 @@ def grid() -> ProcessEnd:
         WEBGRID_PROXY_PORT=str(port),
         WEBGRID_PROXY_BIND="127.0.0.1",
         WEBGRID_LOG_LEVEL="WARNING",
+        WEBGRID_SLOTS=str(slots),
+        WEBGRID_IDLE_TIMEOUT=f"{idle_timeout:g}",
     )
     command = [sys.executable, "-m", "app.run"]
     # NOTE: app.run stops its children one after the other, each within 20 s.
     # The grid gives each session a temp folder of its own, with a long name:
     # under another folder than /tmp, Chromium's socket path gets too long.
     return ProcessEnd(
-        "grid", command, port=port, env=env, stop_timeout=90.0, own_tmpdir=False
+        "grid",
+        command,
+        port=port,
+        env=env,
+        stop_timeout=90.0,
+        own_tmpdir=False,
+        parts=grid_parts,
+        counted=("proxy", "manager", "worker"),
     )
+
+
+def grid_parts(supervisor: psutil.Process) -> dict[str, psutil.Process]:
+    """The all-in-one grid's processes: the supervisor and its children."""
+    found = {"supervisor": supervisor}
+    for child in supervisor.children():
+        role = grid_role(child)
+        if role:
+            found[role] = child
+    return found
+
+
+def grid_role(process: psutil.Process) -> str | None:
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return None
+    for role, words in GRID_ROLES:
+        if all(word in command for word in words):
+            return role
+    return None

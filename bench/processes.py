@@ -10,6 +10,8 @@ and a process counts as left over if it is still running later.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -47,6 +49,16 @@ def wait_gone(
         time.sleep(POLL)
         alive = [p for p in alive if is_alive(p)]
     return alive
+
+
+def group(pgid: int) -> list[psutil.Process]:
+    """The processes whose process group is `pgid`."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+    return members
 
 
 def describe(processes: Iterable[psutil.Process]) -> str:
@@ -97,3 +109,15 @@ def _name(process: psutil.Process) -> str:
         return str(process.name())
     except psutil.Error:
         return ""
+
+
+def outside_peers(processes: Iterable[psutil.Process]) -> list[str]:
+    """Connections of `processes` to anything but loopback, as 'name (pid) -> ip'."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            for connection in process.net_connections(kind="inet"):
+                peer = connection.raddr
+                if peer and not ipaddress.ip_address(peer.ip).is_loopback:
+                    found.append(f"{_name(process)} ({process.pid}) -> {peer.ip}")
+    return found
