@@ -6,6 +6,7 @@ monkey.patch_all()
 
 import logging  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 
 from app import logs  # noqa: E402
@@ -28,6 +29,11 @@ def main() -> int:
 
 if __name__ == "__main__":
     code = main()
+    # The provisioner removes this folder too; the node does it as well in
+    # case its worker is gone and nobody else will.
+    owned = os.environ.get("WEBGRID_NODE_TMPDIR")
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)
     logging.shutdown()
     # NOTE: the node has stopped everything it started; skipping the
     # interpreter's teardown frees its slot sooner.

@@ -94,6 +94,7 @@ class LocalProvisioner:
             "WEBGRID_NODE_WORKER": worker,
             "WEBGRID_NODE_PARENT": str(os.getpid()),
             "TMPDIR": tmp,
+            "WEBGRID_NODE_TMPDIR": tmp,
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")])
             ),

@@ -6,9 +6,11 @@ driver, node process or busy slot behind.
 
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -150,6 +152,8 @@ def test_killed_worker_takes_its_browsers_along(
     record = grid.record(session_id)
     assert record["state"] == "terminated"
     assert record["reason"] == "its worker is gone"
+    folders = f"{tempfile.gettempdir()}/wg-{session_id[:8]}-*"
+    wait_for(lambda: not glob.glob(folders), 10, "the node's temp folder to go")
 
 
 def test_no_worker_means_not_ready_and_session_not_created(
