@@ -224,17 +224,6 @@ def node_pids(client: redis.Redis, session_id: str | None = None) -> set[int]:
     return {int(str(pid)) for pid in pids if pid}
 
 
-def browser_processes() -> list[psutil.Process]:
-    """Every Chromium, chromedriver, Firefox or geckodriver on the machine."""
-    names = ("chromium", "chromedriver", "chrome", "firefox-esr", "geckodriver")
-    found = []
-    for process in psutil.process_iter(["pid", "name"]):
-        name = process.info["name"] or ""
-        if name.startswith(names):
-            found.append(process)
-    return found
-
-
 def kill_node(session_id: str) -> None:
     """SIGKILL the node process of `session_id` (not its browser)."""
     for process in session_processes(session_id):
