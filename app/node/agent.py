@@ -20,13 +20,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
 import redis
-from gevent.pywsgi import WSGIServer
 
 from app import capabilities, registry
 from app.errors import (
@@ -36,19 +35,10 @@ from app.errors import (
     UnknownError,
     WebDriverError,
 )
-from app.http import (
-    ClientSocketHandler,
-    Environ,
-    StartResponse,
-    Upstream,
-    is_upgrade,
-    read_body,
-    reply,
-    reply_error,
-    reply_json,
-    request_headers,
-    tunnel,
-)
+from app.http.client import Reply, Upstream
+from app.http.messages import TAKEN, Answer, Request, end_to_end
+from app.http.server import Server, error_answer, json_answer
+from app.http.tunnel import is_upgrade, tunnel
 from app.node import drivers, files, rewrite
 from app.node.config import NodeConfig
 
@@ -57,6 +47,8 @@ log = logging.getLogger(__name__)
 # Seconds a stopping node waits for answers still being written.
 ANSWER_GRACE = 2.0
 DRIVER_LOG = "driver.log"
+# Driver answers up to this size are read whole; larger ones stream on.
+WHOLE_ANSWER = 1024 * 1024
 
 
 class NodeAgent:
@@ -71,7 +63,7 @@ class NodeAgent:
         self.driver: Upstream | None = None
         self.driver_id = ""
         self.address = ""
-        self.server: WSGIServer | None = None
+        self.server: Server | None = None
         self.route: registry.Heartbeat | None = None
         self.last_activity = time.monotonic()
         self.commands = 0
@@ -153,8 +145,8 @@ class NodeAgent:
                     f"at start: {_tail(DRIVER_LOG)}"
                 )
             try:
-                if self.driver.request("GET", "/status", None, {}, timeout=2).status:
-                    return
+                self.driver.request("GET", "/status", timeout=2)
+                return
             except OSError:
                 gevent.sleep(0.02)
         raise SessionNotCreated(
@@ -172,13 +164,13 @@ class NodeAgent:
                 self.config.browser, caps, self.files.downloads
             )
         body = json.dumps({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}})
-        headers = {"Content-Type": "application/json; charset=utf-8"}
+        headers = [("Content-Type", "application/json; charset=utf-8")]
         try:
-            answer = self.driver.request(
+            status, answer = self.driver.request(
                 "POST",
                 "/session",
-                body.encode(),
                 headers,
+                body.encode(),
                 timeout=max(deadline - time.monotonic(), 1.0),
             )
         except TimeoutError:
@@ -190,7 +182,7 @@ class NodeAgent:
             raise SessionNotCreated(
                 f"the driver failed to start a browser: {exc}"
             ) from None
-        return self._session_from(answer.status, answer.body)
+        return self._session_from(status, answer)
 
     def _session_from(self, status: int, body: bytes) -> dict[str, Any]:
         try:
@@ -214,13 +206,7 @@ class NodeAgent:
         return capabilities  # type: ignore[no-any-return]
 
     def _serve(self) -> None:
-        self.server = WSGIServer(
-            (self.grid.host, 0),
-            self._wsgi,
-            log=None,
-            error_log=log,
-            handler_class=ClientSocketHandler,
-        )
+        self.server = Server((self.grid.host, 0), self._handle)
         self.server.start()
         self.address = f"{self.grid.host}:{self.server.server_port}"
 
@@ -291,35 +277,39 @@ class NodeAgent:
 
     # -- serve ---------------------------------------------------------------
 
-    def _wsgi(self, environ: Environ, start_response: StartResponse) -> Any:
+    def _handle(self, request: Request) -> Answer:
         self.last_activity = time.monotonic()
         self.commands += 1
         self._in_flight += 1
         try:
-            if is_upgrade(environ):
-                body = self._tunnel(environ, start_response)
+            if is_upgrade(request):
+                answer = self._tunnel(request)
             else:
-                body = self._forward(environ, start_response)
+                answer = self._forward(request)
         except WebDriverError as error:
-            body = reply_error(start_response, error)
+            answer = error_answer(error)
         except Exception as exc:
             log.exception("node %s failed on a command", self.session_id)
             failure = UnknownError(
                 f"the node failed: {exc!r}", session_id=self.session_id
             )
-            body = reply_error(start_response, failure)
+            answer = error_answer(failure)
         except BaseException:
-            self._answered()
+            self._answered(False)
             raise
-        return _Answer(body, self._answered)
+        if answer is TAKEN:
+            self._answered(True)
+            return answer
+        answer.done = _then(answer.done, self._answered)
+        return answer
 
-    def _answered(self) -> None:
+    def _answered(self, whole: bool) -> None:
         """Called once an answer has been written to the client."""
         self._in_flight -= 1
         self.last_activity = time.monotonic()
 
-    def _tunnel(self, environ: Environ, start_response: StartResponse) -> Any:
-        parts = rewrite.split_path(environ.get("PATH_INFO", ""))
+    def _tunnel(self, request: Request) -> Answer:
+        parts = rewrite.split_path(request.path)
         if parts is None or parts[0] != self.session_id:
             raise InvalidSessionId(
                 "this node serves no such session", session_id=self.session_id
@@ -334,7 +324,7 @@ class NodeAgent:
         address, path, drop = target
         self._tunnels += 1
         try:
-            return tunnel(environ, start_response, address, path, drop=drop)
+            return tunnel(request, address, path, drop=drop)
         except OSError as exc:
             raise UnknownError(
                 f"the browser's WebSocket at {address} failed: {exc}",
@@ -343,27 +333,38 @@ class NodeAgent:
         finally:
             self._tunnels -= 1
 
-    def _forward(self, environ: Environ, start_response: StartResponse) -> Any:
-        assert self.driver is not None
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "")
+    def _forward(self, request: Request) -> Answer:
+        method, path = request.method, request.path
         driver_path = rewrite.to_driver(path, self.session_id, self.driver_id)
         if driver_path is None or self._stopping.is_set():
             raise InvalidSessionId(
                 f"this node serves no session at {path}", session_id=self.session_id
             )
-        if environ.get("QUERY_STRING"):
-            driver_path += "?" + environ["QUERY_STRING"]
-        body = read_body(environ, self.grid.max_body_mb * 1024 * 1024)
+        if request.query:
+            driver_path += "?" + request.query
+        body = request.body.read(self.grid.max_body_mb * 1024 * 1024)
         rest = path[len(rewrite.SESSION_PATH) + len(self.session_id) :]
         if files.is_file_command(rest):
             value = self.files.handle(method, rest, body)
-            return reply_json(
-                start_response, 200, json.dumps({"value": value}).encode()
-            )
-        headers = request_headers(environ, self.driver.address)
+            return json_answer(200, json.dumps({"value": value}).encode())
+        reply = self._to_driver(method, driver_path, request, body)
+        if reply.length is not None and reply.length > WHOLE_ANSWER:
+            return self._streamed(reply)
+        out = reply.read()
+        self._after(method, path, reply.status, out)
+        out = rewrite.to_client(out, self.driver_id, self.session_id)
+        # The session may have ended with this command: then the connection
+        # closes after the answer, so that the node can stop right away.
+        closing = self._stopping.is_set()
+        return Answer(reply.status, reply.headers, out, close=closing)
+
+    def _to_driver(
+        self, method: str, path: str, request: Request, body: bytes
+    ) -> Reply:
+        assert self.driver is not None
+        headers = end_to_end(request.headers, request.fields)
         try:
-            answer = self.driver.request(method, driver_path, body or None, headers)
+            return self.driver.send(method, path, headers, body)
         except OSError as exc:
             self.stop(f"the driver stopped answering: {exc}")
             raise UnknownError(
@@ -371,14 +372,18 @@ class NodeAgent:
                 "has ended",
                 session_id=self.session_id,
             ) from None
-        self._after(method, path, answer.status, answer.body)
-        out = rewrite.to_client(answer.body, self.driver_id, self.session_id)
-        kept = answer.headers
-        if self._stopping.is_set():
-            # The session ended with this command: let the connection close
-            # after the answer, so that the node can stop right away.
-            kept = [*kept, ("Connection", "close")]
-        return reply(start_response, answer.status, out, kept)
+
+    def _streamed(self, reply: Reply) -> Answer:
+        """A large answer (a screenshot, a page source), passed on as it
+        arrives, its mentions of the driver's session id replaced."""
+        same = len(self.driver_id) == len(self.session_id)
+        return Answer(
+            reply.status,
+            reply.headers,
+            rewrite.to_client_stream(reply, self.driver_id, self.session_id),
+            length=reply.length if same else None,
+            done=reply.done,
+        )
 
     def _after(self, method: str, path: str, status: int, body: bytes) -> None:
         """End the node when a command has ended the session."""
@@ -469,9 +474,7 @@ class NodeAgent:
         if self._deleted or not self.driver_id or self.driver is None:
             return
         try:
-            self.driver.request(
-                "DELETE", f"/session/{self.driver_id}", None, {}, timeout=10
-            )
+            self.driver.request("DELETE", f"/session/{self.driver_id}", timeout=10)
         except OSError:
             log.debug("node %s: driver gone before quit", self.session_id)
 
@@ -526,8 +529,8 @@ def _devtools_target(caps: dict[str, Any]) -> tuple[str, str] | None:
         return None
     address = debugger.replace("localhost", "127.0.0.1")
     try:
-        answer = Upstream(address, timeout=5).request("GET", "/json/version", None, {})
-        url = str(json.loads(answer.body)["webSocketDebuggerUrl"])
+        _, answer = Upstream(address, timeout=5).request("GET", "/json/version")
+        url = str(json.loads(answer)["webSocketDebuggerUrl"])
     except (OSError, ValueError, KeyError):
         log.warning("no DevTools endpoint at %s; se:cdp not offered", address)
         return None
@@ -553,15 +556,16 @@ def _stop_driver(process: subprocess.Popen[bytes] | None, *, at_once: bool) -> N
     process.wait()
 
 
-class _Answer:
-    """A WSGI answer that reports when the server has finished writing it."""
+def _then(
+    first: Callable[[bool], None] | None, then: Callable[[bool], None]
+) -> Callable[[bool], None]:
+    """A callback that calls `first` (if any), then `then`."""
 
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
-        self.body = body
-        self.done = done
+    def both(whole: bool) -> None:
+        try:
+            if first is not None:
+                first(whole)
+        finally:
+            then(whole)
 
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.body)
-
-    def close(self) -> None:
-        self.done()
+    return both

@@ -8,6 +8,7 @@ new-session answers and in URLs such as `webSocketUrl`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 
 SESSION_PATH = "/session/"
 
@@ -57,3 +58,37 @@ def to_public(body: bytes, base: str) -> bytes:
             caps[name] = f"{base}/{path}"
             changed = True
     return json.dumps(answer).encode() if changed else body
+
+
+def to_client_stream(
+    chunks: Iterable[bytes], driver_id: str, grid_id: str
+) -> Iterator[bytes]:
+    """`to_client` over a body that arrives in chunks: a mention split
+    between two chunks is replaced too."""
+    old, new = driver_id.encode(), grid_id.encode()
+    if not old:
+        yield from chunks
+        return
+    tail = b""
+    for chunk in chunks:
+        data = tail + chunk
+        out, end = _replaced(data, old, new)
+        # What follows the last mention is sent but for its last bytes,
+        # which may begin a mention that the next chunk completes.
+        cut = max(end, len(data) - len(old) + 1)
+        out.append(data[end:cut])
+        tail = data[cut:]
+        if joined := b"".join(out):
+            yield joined
+    if tail:
+        yield tail
+
+
+def _replaced(data: bytes, old: bytes, new: bytes) -> tuple[list[bytes], int]:
+    """`data` up to the end of its last mention of `old`, with each mention
+    replaced (in pieces), and where that end is."""
+    out, start = [], 0
+    while (found := data.find(old, start)) >= 0:
+        out += [data[start:found], new]
+        start = found + len(old)
+    return out, start

@@ -15,7 +15,7 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from app import logs, registry, settings  # noqa: E402
 from app.errors import SettingsError  # noqa: E402
-from app.http import ClientSocketHandler  # noqa: E402
+from app.http.wsgi import ClientSocketHandler  # noqa: E402
 from app.patching import require_patched  # noqa: E402
 
 log = logging.getLogger("app.web")
@@ -24,18 +24,13 @@ USAGE = "usage: python -m app.web proxy|manager"
 
 
 def serve_proxy(config: settings.Settings) -> None:
+    from app.http.server import Server
     from app.web.proxy import Proxy, RouteTable
 
     client = registry.connect(config.redis_url)
     routes = RouteTable(client, config)
     routes.start()
-    server = WSGIServer(
-        (config.proxy_bind, config.proxy_port),
-        Proxy(config, routes),
-        log=None,
-        error_log=log,
-        handler_class=ClientSocketHandler,
-    )
+    server = Server((config.proxy_bind, config.proxy_port), Proxy(config, routes))
     server.start()
     log.info("proxy serving on http://%s:%d", config.proxy_bind, server.server_port)
     _wait_for_signal()

@@ -30,7 +30,7 @@ from app.errors import (
     WebDriverError,
     from_code,
 )
-from app.http import client_gone
+from app.http.wsgi import client_gone
 from app.orchestrator import queue_for
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def create_app(config: settings.Settings, client: redis.Redis, tasks: Celery) ->
 
     @flask_app.post("/session")
     def new_session() -> Response:
-        environ = request.environ
-        answer = manager.new_session(_json_body(), lambda: client_gone(environ))
+        sock = request.environ.get("webgrid.socket")
+        answer = manager.new_session(_json_body(), lambda: client_gone(sock))
         return _json(200, {"value": answer})
 
     @flask_app.get("/status")

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -32,21 +32,20 @@ from app.errors import (
     UnknownMethod,
     WebDriverError,
 )
-from app.http import (
-    JSON_TYPE,
-    Environ,
-    Response,
-    StartResponse,
-    Upstream,
-    client_gone,
-    is_upgrade,
-    read_body,
-    reply,
-    reply_error,
-    reply_json,
-    request_headers,
-    tunnel,
+from app.http.client import Reply, Upstream
+from app.http.messages import (
+    TAKEN,
+    Answer,
+    BadMessage,
+    Body,
+    Headers,
+    Request,
+    end_to_end,
+    too_large,
 )
+from app.http.server import error_answer, json_answer
+from app.http.tunnel import is_upgrade, tunnel
+from app.http.wsgi import client_gone
 from app.node import rewrite
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,8 @@ REALM = 'Basic realm="webgrid", charset="UTF-8"'
 NOTIFY_FLAGS = "K$gx"
 # Seconds between checks that a client waiting for a new session is still there.
 CLIENT_CHECK = 0.5
+# Request bodies up to this size are read whole before they are sent on.
+WHOLE_BODY = 1024 * 1024
 
 
 class RouteTable:
@@ -168,7 +169,7 @@ class RouteTable:
 
 
 class Proxy:
-    """The WSGI application of the proxy."""
+    """Answers each request the proxy receives (see `app.http.server`)."""
 
     def __init__(self, config: settings.Settings, routes: RouteTable) -> None:
         self.config = config
@@ -182,41 +183,35 @@ class Proxy:
         if upstream is not None:
             upstream.close()
 
-    def __call__(
-        self, environ: Environ, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, request: Request) -> Answer:
         try:
-            return self._route(environ, start_response)
+            return self._route(request)
         except Unauthorized as error:
-            headers = [("Content-Type", JSON_TYPE), ("WWW-Authenticate", REALM)]
-            return reply(start_response, error.status, error.to_bytes(), headers)
+            return error_answer(error, [("WWW-Authenticate", REALM)])
         except WebDriverError as error:
-            return reply_error(start_response, error)
-        except Exception as exc:
-            log.exception("proxy failed on %s", environ.get("PATH_INFO"))
-            failure = UnknownError(f"the proxy failed: {exc!r}")
-            return reply_error(start_response, failure)
+            return error_answer(error)
 
-    def _route(self, environ: Environ, start_response: StartResponse) -> Any:
-        _check_target(environ)
-        path = _canonical(environ.get("PATH_INFO", ""))
-        method = environ["REQUEST_METHOD"]
-        if not (method == "GET" and path == "/status") and not is_upgrade(environ):
-            self._check_credentials(environ)
+    def _route(self, request: Request) -> Answer:
+        _check_target(request)
+        path = _canonical(request.path)
+        method = request.method
+        upgrade = is_upgrade(request)
+        if not (method == "GET" and path == "/status") and not upgrade:
+            self._check_credentials(request)
         if path in ("/session", "/session/"):
             if method != "POST":
                 raise UnknownMethod(f"{method} /session: new sessions take POST")
-            return self._to_manager(environ, start_response, "/session")
+            return self._to_manager(request, "/session")
         if path == "/status":
-            return self._status(environ, start_response)
+            return self._status(request)
         parts = rewrite.split_path(path)
         if parts is not None:
-            if is_upgrade(environ):
-                return self._tunnel(environ, start_response, parts[0], path)
-            return self._to_node(environ, start_response, parts[0], path)
+            if upgrade:
+                return self._tunnel(request, parts[0], path)
+            return self._to_node(request, parts[0], path)
         raise UnknownCommand(f"{method} {path} is not a WebDriver command")
 
-    def _check_credentials(self, environ: Environ) -> None:
+    def _check_credentials(self, request: Request) -> None:
         """Require basic auth when a user and password are set.
 
         NOTE: WebSocket upgrades are let through: Selenium clients send no
@@ -225,7 +220,7 @@ class Proxy:
         """
         if not self.config.username:
             return
-        given = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
+        given = _basic_credentials(request.header("authorization"))
         expected = (self.config.username, self.config.password)
         if given is None or not all(
             hmac.compare_digest(a.encode(), b.encode())
@@ -245,117 +240,149 @@ class Proxy:
             )
         return address
 
-    def _tunnel(
-        self, environ: Environ, start_response: StartResponse, sid: str, path: str
-    ) -> Any:
+    def _tunnel(self, request: Request, sid: str, path: str) -> Answer:
         address = self._node_of(sid)
         try:
-            return tunnel(environ, start_response, address, path)
+            return tunnel(request, address, path)
         except OSError as exc:
             raise InvalidSessionId(
                 f"session {sid!r} has no WebSocket now: {exc}", session_id=sid
             ) from None
 
-    def _to_node(
-        self, environ: Environ, start_response: StartResponse, sid: str, path: str
-    ) -> Any:
+    def _to_node(self, request: Request, sid: str, path: str) -> Answer:
+        """Forward a command; the answer's body streams to the client as it
+        arrives from the node."""
         address = self._node_of(sid)
+        body = self._body_to_forward(request)
         try:
-            answer = self._forward(environ, address, path, stream=True)
+            reply = self._send(request, address, path, body)
         except ConnectionRefusedError:
             self.routes.forget_node(sid)
             raise InvalidSessionId(
                 f"session {sid!r} has ended: its node is gone", session_id=sid
             ) from None
-        except OSError as exc:
+        except (OSError, BadMessage) as exc:
             raise UnknownError(
                 f"the node of session {sid!r} failed to answer: {exc}",
                 session_id=sid,
             ) from None
-        # The body streams from the node to the client as it arrives.
-        start_response(f"{answer.status} {answer.reason}", answer.headers)
-        return answer
+        return Answer(
+            reply.status,
+            reply.headers,
+            reply,
+            length=reply.length,
+            reason=reply.reason,
+            done=reply.done,
+        )
 
-    def _to_manager(
-        self, environ: Environ, start_response: StartResponse, path: str
-    ) -> Any:
-        body = read_body(environ, self.max_body)
-        environ["webgrid.body"] = body
+    def _body_to_forward(self, request: Request) -> bytes | Body:
+        """Small bodies whole, so that a request can be sent again on a
+        fresh connection; large ones stream on as they arrive."""
+        body = request.body
+        length = body.length
+        if length is not None and length > self.max_body:
+            raise too_large(self.max_body)
+        if length is not None and length <= WHOLE_BODY:
+            return body.read(self.max_body)
+        return _Limited(body, self.max_body)
+
+    def _to_manager(self, request: Request, path: str) -> Answer:
+        body = request.body.read(self.max_body)
         managers = list(self.routes.managers.values())
         random.shuffle(managers)
         for address in managers:
             try:
-                answer = self._forward_watching_client(environ, address, path)
+                answer = self._forward_watching_client(request, address, path, body)
             except ConnectionRefusedError:
                 log.warning("manager %s refused a connection; trying another", address)
                 continue
             if answer is None:
                 log.info("client of %s %s went away; request dropped", "POST", path)
-                return []
-            body = answer.body
-            if path == "/session" and answer.status == 200:
-                body = rewrite.to_public(body, self._public_base(environ))
-            return reply(start_response, answer.status, body, answer.headers)
+                return TAKEN
+            status, headers, data = answer
+            if path == "/session" and status == 200:
+                data = rewrite.to_public(data, self._public_base(request))
+            return Answer(status, headers, data)
         raise SessionNotCreated(
             "no manager is alive to start sessions; start one with "
             "'python -m app.web manager'"
         )
 
     def _forward_watching_client(
-        self, environ: Environ, address: str, path: str
-    ) -> Response | None:
+        self, request: Request, address: str, path: str, body: bytes
+    ) -> tuple[int, Headers, bytes] | None:
         """Forward; if the client leaves first, drop the upstream request
         (closing its connection tells the manager) and return None."""
-        request = gevent.spawn(self._forward, environ, address, path)
-        while not request.ready():
-            request.join(CLIENT_CHECK)
-            if not request.ready() and client_gone(environ):
-                request.kill()
+        job = gevent.spawn(self._send_whole, request, address, path, body)
+        while not job.ready():
+            job.join(CLIENT_CHECK)
+            if not job.ready() and client_gone(request.sock):
+                job.kill()
                 return None
-        return request.get()  # type: ignore[no-any-return]
+        return job.get()  # type: ignore[no-any-return]
 
-    def _public_base(self, environ: Environ) -> str:
+    def _send_whole(
+        self, request: Request, address: str, path: str, body: bytes
+    ) -> tuple[int, Headers, bytes]:
+        reply = self._send(request, address, path, body)
+        return reply.status, reply.headers, reply.read()
+
+    def _public_base(self, request: Request) -> str:
         """Scheme and authority a client reaches WebSockets at: the public URL
         set, else the host and port the client itself used."""
         if self.config.public_url:
             return "ws" + self.config.public_url[len("http") :]
-        host = environ.get("HTTP_HOST") or (
-            f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-        )
+        host = request.header("host")
+        if not host:
+            name, port = request.sock.getsockname()[:2]
+            host = f"{name}:{port}"
         return f"ws://{host}"
 
-    def _status(self, environ: Environ, start_response: StartResponse) -> Any:
+    def _status(self, request: Request) -> Answer:
         try:
-            return self._to_manager(environ, start_response, "/status")
+            return self._to_manager(request, "/status")
         except SessionNotCreated as error:
             body = {"value": {"ready": False, "message": error.message}}
-            return reply_json(start_response, 200, _dumps(body))
+            return json_answer(200, _dumps(body))
 
-    def _forward(
-        self, environ: Environ, address: str, path: str, *, stream: bool = False
-    ) -> Any:
-        """Send the request to `address`; a `Response`, or with `stream` a
-        `Streamed` answer whose body is read as it is written on."""
-        body = environ.get("webgrid.body")
-        if body is None:
-            body = read_body(environ, self.max_body)
-        if environ.get("QUERY_STRING"):
-            path += "?" + environ["QUERY_STRING"]
+    def _send(
+        self, request: Request, address: str, path: str, body: bytes | Body
+    ) -> Reply:
+        """Send the request on to `address`; the answer's head is read."""
+        if request.query:
+            path += "?" + request.query
         upstream = self._upstreams.get(address)
         if upstream is None:
             upstream = self._upstreams[address] = Upstream(address)
-        headers = request_headers(environ, address)
-        log.debug("%s %s -> %s", environ["REQUEST_METHOD"], path, address)
-        send = upstream.stream if stream else upstream.request
-        return send(environ["REQUEST_METHOD"], path, body or None, headers)
+        headers = end_to_end(request.headers, request.fields)
+        log.debug("%s %s -> %s", request.method, path, address)
+        return upstream.send(request.method, path, headers, body)
 
 
-def _check_target(environ: Environ) -> None:
+class _Limited(Body):
+    """A request body passed on as it arrives, refused past `limit` bytes."""
+
+    def __init__(self, body: Body, limit: int) -> None:
+        super().__init__(body.reader, body.length, chunked=body.chunked)
+        self.inner = body
+        self.limit = limit
+        self.seen = 0
+
+    def next_chunk(self) -> bytes:
+        chunk = self.inner.next_chunk()
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            raise too_large(self.limit)
+        self.done = self.inner.done
+        return chunk
+
+
+def _check_target(request: Request) -> None:
     """Refuse request targets that could steer a request elsewhere: an
     absolute URI (this is no forward proxy), an encoded slash or backslash,
     and dot segments."""
-    target = str(environ.get("webgrid.target", environ.get("PATH_INFO", "")))
-    path = target.split("?", 1)[0]
+    target = request.target
+    path = request.path
     if not path.startswith("/"):
         raise InvalidArgument(
             f"the request target {target[:100]!r} is not a path; send requests "
@@ -366,7 +393,7 @@ def _check_target(environ: Environ) -> None:
         raise InvalidArgument(f"the path {path[:100]!r} has an encoded separator")
     if any(segment in (".", "..") for segment in path.split("/")):
         raise InvalidArgument(f"the path {path[:100]!r} has dot segments")
-    host = str(environ.get("HTTP_HOST", ""))
+    host = request.header("host")
     if host and not HOST.fullmatch(host):
         raise InvalidArgument(f"the Host header {host[:100]!r} is not a host")
 

@@ -1,125 +1,271 @@
-"""WSGI helpers: the headers forwarded upstream and the request body."""
+"""HTTP messages: heads, framing, hop-by-hop headers and streaming bodies."""
 
 from __future__ import annotations
 
-import io
-from typing import Any
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
 from app.errors import InvalidArgument
-from app.http import read_body, request_headers
+from app.http.messages import (
+    BadMessage,
+    Body,
+    Reader,
+    end_to_end,
+    parse_head,
+    request_framing,
+)
 
 
-def environ(body: bytes = b"", /, **variables: str) -> dict[str, Any]:
-    """A WSGI environ as a server hands it over, with `body` as the input."""
-    return {"REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(body), **variables}
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two connected sockets: what is sent on the first, the second reads."""
+    left, right = socket.socketpair()
+    right.settimeout(5)
+    yield left, right
+    left.close()
+    right.close()
 
 
-# -- request_headers -------------------------------------------------------------
+def body_of(
+    pair: tuple[socket.socket, socket.socket],
+    wire: bytes,
+    length: int | None,
+    *,
+    chunked: bool = False,
+) -> Body:
+    sender, receiver = pair
+
+    def send() -> None:
+        sender.sendall(wire)
+        sender.shutdown(socket.SHUT_WR)
+
+    # NOTE: in a thread, as a large body fills the socket's buffer.
+    threading.Thread(target=send, daemon=True).start()
+    return Body(Reader(receiver), length, chunked=chunked)
+
+
+# -- heads ---------------------------------------------------------------------
+
+
+def test_a_head_is_split_into_start_line_and_fields() -> None:
+    head = b"GET /status HTTP/1.1\r\nHost: grid:4444\r\nX-Twice: a\r\nx-twice:  b "
+    start, headers, fields = parse_head(head)
+    assert start == ["GET", "/status", "HTTP/1.1"]
+    assert headers == [("Host", "grid:4444"), ("X-Twice", "a"), ("x-twice", "b")]
+    assert fields == {"host": "grid:4444", "x-twice": "a, b"}
 
 
 @pytest.mark.parametrize(
-    "variable",
+    "line",
+    [b"No colon here", b"Bad Name: x", b" folded: x", b": no name", b"Na\x01me: x"],
+)
+def test_malformed_header_lines_are_refused(line: bytes) -> None:
+    with pytest.raises(BadMessage) as caught:
+        parse_head(b"GET / HTTP/1.1\r\n" + line)
+    assert caught.value.status == 400
+
+
+def test_reader_finds_heads_split_over_many_packets(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = pair
+    reader = Reader(receiver)
+    for piece in (
+        b"GET / HTTP/1.1\r",
+        b"\nHost: a\r\n\r",
+        b"\nGET /2 HTTP/1.1\r\n\r\n",
+    ):
+        sender.sendall(piece)
+    assert reader.head() == b"GET / HTTP/1.1\r\nHost: a"
+    assert reader.head() == b"GET /2 HTTP/1.1"
+    sender.close()
+    assert reader.head() is None
+
+
+def test_a_head_cut_by_the_close_is_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = pair
+    sender.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    sender.close()
+    with pytest.raises(BadMessage):
+        Reader(receiver).head()
+
+
+def test_an_endless_head_is_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = pair
+    sender.sendall(b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 70_000)
+    with pytest.raises(BadMessage):
+        Reader(receiver).head()
+
+
+# -- framing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
     [
-        "HTTP_CONNECTION",
-        "HTTP_KEEP_ALIVE",
-        "HTTP_TRANSFER_ENCODING",
-        "HTTP_UPGRADE",
-        "HTTP_TE",
-        "HTTP_TRAILER",
-        "HTTP_PROXY_CONNECTION",
-        "HTTP_PROXY_AUTHORIZATION",
+        ({}, (0, False)),
+        ({"content-length": "12"}, (12, False)),
+        ({"transfer-encoding": "chunked"}, (None, True)),
+        ({"transfer-encoding": "Chunked "}, (None, True)),
     ],
 )
-def test_hop_by_hop_headers_are_dropped(variable: str) -> None:
-    headers = request_headers(environ(**{variable: "x"}), "node:5555")
-    assert headers == {"Host": "node:5555"}
+def test_request_framing(
+    fields: dict[str, str], expected: tuple[int | None, bool]
+) -> None:
+    assert request_framing(fields) == expected
 
 
-def test_host_is_the_upstream_s() -> None:
-    headers = request_headers(environ(HTTP_HOST="grid:4444"), "127.0.0.1:9515")
-    assert headers == {"Host": "127.0.0.1:9515"}
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # Both at once is how requests are smuggled past a proxy.
+        {"content-length": "3", "transfer-encoding": "chunked"},
+        {"content-length": "3, 4"},
+        {"content-length": "-1"},
+        {"transfer-encoding": "gzip, chunked"},
+    ],
+)
+def test_ambiguous_framing_is_refused(fields: dict[str, str]) -> None:
+    with pytest.raises(BadMessage):
+        request_framing(fields)
 
 
-def test_end_to_end_headers_are_kept_with_http_names() -> None:
-    headers = request_headers(
-        environ(
-            CONTENT_TYPE="application/json; charset=utf-8",
-            HTTP_ACCEPT="application/json",
-            HTTP_USER_AGENT="selenium/4.30 (python linux)",
-            HTTP_X_REQUEST_ID="r-1",
-            HTTP_CONNECTION="keep-alive",
-        ),
-        "node:5555",
-    )
-    assert headers == {
-        "Host": "node:5555",
-        "Content-Type": "application/json; charset=utf-8",
-        "Accept": "application/json",
-        "User-Agent": "selenium/4.30 (python linux)",
-        "X-Request-Id": "r-1",
-    }
+# -- hop-by-hop headers ----------------------------------------------------------
 
 
-def test_non_header_variables_are_not_forwarded() -> None:
-    headers = request_headers(
-        environ(PATH_INFO="/session", SERVER_NAME="grid", CONTENT_TYPE=""), "n:1"
-    )
-    assert headers == {"Host": "n:1"}
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Connection",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Proxy-Connection",
+        "Proxy-Authorization",
+        "Content-Length",
+        "Expect",
+        "Host",
+    ],
+)
+def test_headers_of_one_hop_are_dropped(name: str) -> None:
+    headers = [(name, "x"), ("Accept", "application/json")]
+    assert end_to_end(headers, {}) == [("Accept", "application/json")]
 
 
 def test_headers_named_in_connection_are_dropped() -> None:
-    headers = request_headers(
-        environ(HTTP_CONNECTION="keep-alive, X-Hop", HTTP_X_HOP="1"), "n:1"
-    )
-    assert "X-Hop" not in headers
+    headers = [("Connection", "keep-alive, X-Hop"), ("X-Hop", "1"), ("X-End", "2")]
+    fields = {"connection": "keep-alive, X-Hop"}
+    assert end_to_end(headers, fields) == [("X-End", "2")]
 
 
-# -- read_body -------------------------------------------------------------------
+def test_end_to_end_headers_keep_their_order_and_names() -> None:
+    headers = [
+        ("User-Agent", "selenium/4.30 (python linux)"),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("X-Request-Id", "r-1"),
+    ]
+    assert end_to_end(headers, {}) == headers
+
+
+# -- bodies --------------------------------------------------------------------
+
+
+def test_a_body_of_content_length_leaves_the_next_message(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    body = body_of(pair, b"hello worldGET /next", 11)
+    assert body.read(100) == b"hello world"
+    assert body.done
+    assert body.reader.rest() + pair[1].recv(100) == b"GET /next"
+
+
+def test_a_chunked_body_is_decoded_and_its_trailers_dropped(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nNEXT"
+    body = body_of(pair, wire, None, chunked=True)
+    assert body.read(100) == b"hello world"
+    assert body.reader.rest() + pair[1].recv(100) == b"NEXT"
+
+
+def test_an_empty_chunked_body(pair: tuple[socket.socket, socket.socket]) -> None:
+    body = body_of(pair, b"0\r\n\r\n", None, chunked=True)
+    assert body.read(10) == b""
+    assert body.done
+
+
+def test_a_bad_chunk_size_is_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    body = body_of(pair, b"zz\r\nhello\r\n", None, chunked=True)
+    with pytest.raises(BadMessage):
+        body.read(100)
+
+
+def test_an_answer_without_length_ends_with_the_connection(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    assert body_of(pair, b"x" * 300_000, None).read(10**6) == b"x" * 300_000
+
+
+def test_a_body_cut_short_is_an_error(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    body = body_of(pair, b"short", 10)
+    with pytest.raises(ConnectionResetError):
+        body.read(100)
 
 
 @pytest.mark.parametrize(
-    ("length", "expected"),
-    [("5", b"hello"), ("11", b"hello world"), ("0", b""), ("", b"")],
+    ("wire", "length", "chunked"),
+    [(b"x" * 11, 11, False), (b"6\r\nxxxxxx\r\n5\r\nxxxxx\r\n0\r\n\r\n", None, True)],
 )
-def test_body_of_content_length(length: str, expected: bytes) -> None:
-    request = environ(b"hello world", CONTENT_LENGTH=length)
-    assert read_body(request, limit=100) == expected
-
-
-def test_body_without_length_or_chunks_is_empty() -> None:
-    assert read_body(environ(b"ignored"), limit=100) == b""
-
-
-def test_body_at_the_limit_is_read() -> None:
-    assert read_body(environ(b"x" * 10, CONTENT_LENGTH="10"), limit=10) == b"x" * 10
-
-
-@pytest.mark.parametrize(
-    "variables",
-    [{"CONTENT_LENGTH": "11"}, {"HTTP_TRANSFER_ENCODING": "chunked"}],
-)
-def test_body_over_the_limit_is_an_invalid_argument(variables: dict[str, str]) -> None:
+def test_a_body_over_the_limit_is_an_invalid_argument(
+    pair: tuple[socket.socket, socket.socket],
+    wire: bytes,
+    length: int | None,
+    chunked: bool,
+) -> None:
+    body = body_of(pair, wire, length, chunked=chunked)
     with pytest.raises(InvalidArgument) as caught:
-        read_body(environ(b"x" * 11, **variables), limit=10)
+        body.read(10)
     assert caught.value.status == 400
     assert "10 bytes" in caught.value.message
 
 
-def test_content_length_over_the_limit_is_refused_before_reading() -> None:
-    stream = io.BytesIO(b"x" * 50)
-    request = {"wsgi.input": stream, "CONTENT_LENGTH": "50"}
+def test_a_length_over_the_limit_is_refused_before_reading(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    body = body_of(pair, b"x" * 50, 50)
     with pytest.raises(InvalidArgument):
-        read_body(request, limit=10)
-    assert stream.tell() == 0
+        body.read(10)
+    assert body.reader.buffer == b""
+    assert body.left == 50
 
 
-@pytest.mark.parametrize("encoding", ["chunked", "Chunked", "gzip, chunked"])
-def test_chunked_body_is_read_to_its_end(encoding: str) -> None:
-    request = environ(b"x" * 10, HTTP_TRANSFER_ENCODING=encoding)
-    assert read_body(request, limit=10) == b"x" * 10
+def test_skip_reads_a_small_rest_and_refuses_a_large_one(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    assert body_of(pair, b"x" * 100, 100).skip(1000)
+    sender, receiver = socket.socketpair()
+    with sender, receiver:
+        sender.sendall(b"x" * 5000)
+        assert not Body(Reader(receiver), 5000).skip(1000)
 
 
-def test_chunked_empty_body() -> None:
-    assert read_body(environ(HTTP_TRANSFER_ENCODING="chunked"), limit=10) == b""
+def test_a_body_the_client_waits_to_send_is_not_skipped(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    asked = []
+    body = Body(Reader(pair[1]), 10, before_read=lambda: asked.append(True))
+    assert not body.skip(1000)
+    assert asked == []

@@ -117,3 +117,31 @@ def test_to_public_points_websocket_urls_at_the_grid() -> None:
 )
 def test_to_public_leaves_other_answers_alone(body: bytes) -> None:
     assert rewrite.to_public(body, "ws://grid:4444") == body
+
+
+# -- to_client_stream ------------------------------------------------------------
+
+
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 31, 32, 33, 64, 1000])
+def test_streamed_answers_are_rewritten_across_chunk_boundaries(size: int) -> None:
+    driver_id, grid_id = "d" * 32, "g" * 36
+    body = f'{{"value": "{driver_id}", "other": "x{driver_id}{driver_id}y"}}'.encode()
+    out = b"".join(rewrite.to_client_stream(pieces(body, size), driver_id, grid_id))
+    assert out == rewrite.to_client(body, driver_id, grid_id)
+    assert driver_id.encode() not in out
+
+
+def test_a_streamed_answer_without_mentions_is_unchanged() -> None:
+    body = b"abcdefghij" * 1000
+    chunks = rewrite.to_client_stream(pieces(body, 7), "0123456789abcdef", "grid")
+    assert b"".join(chunks) == body
+
+
+def test_a_partial_mention_at_the_end_is_kept() -> None:
+    body = b"tail: 01234"
+    out = rewrite.to_client_stream(pieces(body, 3), "0123456789", "grid")
+    assert b"".join(out) == body

@@ -1,0 +1,235 @@
+"""Requests to one upstream (a node, a driver, a manager) over connections
+kept alive and reused, with answers whose bodies stream.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+
+from app.http.messages import (
+    BadMessage,
+    Body,
+    Headers,
+    Reader,
+    answer_head,
+    encode_headers,
+    end_to_end,
+)
+from app.http.server import nodelay
+
+# Idle connections kept per upstream.
+KEEP = 8
+_STALE = (BrokenPipeError, ConnectionResetError)
+# Methods whose requests carry a Content-Length even when the body is empty.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class Connection:
+    """One connection to the upstream."""
+
+    __slots__ = ("reader", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = Reader(sock)
+
+    def dropped(self) -> bool:
+        """Whether the upstream closed this idle connection (or sent bytes
+        nobody asked for, which makes it unusable too)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Reply:
+    """An upstream's answer: status and end-to-end headers read, the body
+    read as it is iterated. The connection goes back to its pool once the
+    body has been read whole, or is closed by `close()`."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        conn: Connection,
+        start: list[str],
+        headers: Headers,
+        fields: dict[str, str],
+        method: str,
+    ) -> None:
+        self.upstream = upstream
+        self.conn = conn
+        self.status = int(start[1])
+        self.reason = " ".join(start[2:])
+        self.headers = end_to_end(headers, fields)
+        self.closing = "close" in fields.get("connection", "").lower()
+        self.body = _answer_body(conn.reader, self.status, fields, method)
+        self.length = self.body.length
+        if self.length is None and not self.body.chunked:
+            self.closing = True
+        self._released = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.body
+        self.close()
+
+    def read(self, limit: int = 2**40) -> bytes:
+        """The whole body."""
+        try:
+            return self.body.read(limit)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the connection back if the body was read whole, else close."""
+        if self._released:
+            return
+        self._released = True
+        if self.body.done and not self.closing:
+            self.upstream.checkin(self.conn)
+        else:
+            self.conn.close()
+
+    def done(self, whole: bool) -> None:
+        """For `Answer.done`: called once the body has gone on, or not."""
+        self.close()
+
+
+class Upstream:
+    """Kept-alive connections to one `host:port`."""
+
+    def __init__(self, address: str, *, timeout: float | None = None) -> None:
+        self.address = address
+        host, _, port = address.rpartition(":")
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.timeout = timeout
+        self._idle: list[Connection] = []
+
+    def send(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes | Body = b"",
+        *,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send a request (`headers` are end-to-end ones: Host and framing
+        are set here) and read the answer's head. A reused connection found
+        closed is replaced once, if the body can be sent again."""
+        head = _request_head(method, target, self.address, headers, body)
+        conn, reused = self._checkout(timeout)
+        try:
+            try:
+                return self._exchange(conn, head, body, method)
+            except _STALE:
+                if not reused or not isinstance(body, bytes):
+                    raise
+                conn.close()
+                conn = self._connect(timeout)
+                return self._exchange(conn, head, body, method)
+        except BaseException:
+            # NOTE: BaseException, so that a request abandoned by its client
+            # (its greenlet killed) never leaves a half-used connection idle.
+            conn.close()
+            raise
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        *,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
+        """Send a request; its answer's status and whole body."""
+        reply = self.send(method, target, headers or [], body, timeout=timeout)
+        return reply.status, reply.read()
+
+    def checkin(self, conn: Connection) -> None:
+        if len(self._idle) >= KEEP:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def _checkout(self, timeout: float | None) -> tuple[Connection, bool]:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.dropped():
+                conn.close()
+                continue
+            conn.sock.settimeout(timeout or self.timeout)
+            return conn, True
+        return self._connect(timeout), False
+
+    def _connect(self, timeout: float | None) -> Connection:
+        sock = socket.create_connection(
+            (self.host, self.port), timeout=timeout or self.timeout
+        )
+        nodelay(sock)
+        return Connection(sock)
+
+    def _exchange(
+        self, conn: Connection, head: bytes, body: bytes | Body, method: str
+    ) -> Reply:
+        if isinstance(body, bytes):
+            conn.sock.sendall(head + body)
+        else:
+            conn.sock.sendall(head)
+            _send_body(conn.sock, body)
+        while True:
+            start, headers, fields = answer_head(conn.reader)
+            if start[1] != "100":
+                return Reply(self, conn, start, headers, fields, method)
+
+
+def _request_head(
+    method: str, target: str, host: str, headers: Headers, body: bytes | Body
+) -> bytes:
+    if isinstance(body, bytes):
+        sized = body or method in BODY_METHODS
+        framing = f"Content-Length: {len(body)}\r\n" if sized else ""
+    elif body.length is not None:
+        framing = f"Content-Length: {body.length}\r\n"
+    else:
+        framing = "Transfer-Encoding: chunked\r\n"
+    text = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"
+    return (text + encode_headers(headers) + framing + "\r\n").encode("latin-1")
+
+
+def _send_body(sock: socket.socket, body: Body) -> None:
+    """Stream a request body on, keeping its framing."""
+    if body.length is not None:
+        for chunk in body:
+            sock.sendall(chunk)
+        return
+    for chunk in body:
+        sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+    sock.sendall(b"0\r\n\r\n")
+
+
+def _answer_body(
+    reader: Reader, status: int, fields: dict[str, str], method: str
+) -> Body:
+    """The body of an answer, framed as RFC 9112 section 6.3 says."""
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return Body.empty(reader)
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        return Body(reader, None, chunked=True)
+    length = fields.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise BadMessage(f"an answer's Content-Length is {length[:50]!r}")
+        return Body(reader, int(length))
+    return Body(reader, None)
