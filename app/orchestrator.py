@@ -3,7 +3,8 @@
 The Celery app lives here. When a worker starts, it advertises in Redis,
 under a heartbeat, the browsers it offers and its slots free and used; each
 running `provision_node` task holds one slot through `Orchestrator.slot()`.
-When the worker shuts down it stops every node it still runs.
+When the worker shuts down it stops every node it still runs, then
+closes its provisioner (which stops the spare nodes of a local one).
 """
 
 from __future__ import annotations
@@ -242,3 +243,4 @@ def _on_worker_shutdown(**_: Any) -> None:
     _current.stop_all("worker shut down")
     _current.reaper.stop()
     _current.heartbeat.stop()
+    _current.provisioner.close()

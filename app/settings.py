@@ -34,6 +34,7 @@ class Settings:
     max_body_mb: int = 256
     manager_port: int = 0
     slots: int = 4
+    spare_nodes: int = 1
     browsers: tuple[str, ...] = ("chrome",)
     provisioner: str = "local"
     chrome_binary: str = "/usr/bin/chromium"
@@ -72,6 +73,7 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_MAX_BODY_MB", "max_body_mb"),
     ("WEBGRID_MANAGER_PORT", "manager_port"),
     ("WEBGRID_SLOTS", "slots"),
+    ("WEBGRID_SPARE_NODES", "spare_nodes"),
     ("WEBGRID_BROWSERS", "browsers"),
     ("WEBGRID_PROVISIONER", "provisioner"),
     ("WEBGRID_CHROME_BINARY", "chrome_binary"),
@@ -122,6 +124,10 @@ def _parse_port(text: str) -> int:
 
 def _parse_positive_int(text: str) -> int:
     return _whole(text, 1, 100_000, "it")
+
+
+def _parse_count(text: str) -> int:
+    return _whole(text, 0, 100, "it")
 
 
 def _parse_seconds(text: str) -> float:
@@ -185,6 +191,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy_port": _parse_port,
     "manager_port": _parse_port,
     "slots": _parse_positive_int,
+    "spare_nodes": _parse_count,
     "max_body_mb": _parse_positive_int,
     "browsers": _parse_browsers,
     "provisioner": _parse_provisioner,

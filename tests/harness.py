@@ -139,6 +139,39 @@ class Grid:
         """Processes of `session_id` that are still running."""
         return session_processes(session_id, leaders=node_pids(self.client, session_id))
 
+    def node_processes(self) -> list[psutil.Process]:
+        """Live node processes of this grid, spares included.
+
+        A spare's environment, as the system shows it, is the one it was
+        started with: the grid's Redis, but no session.
+        """
+        return [
+            process
+            for process in psutil.process_iter(["pid", "ppid", "cmdline", "status"])
+            if process.info["status"] != psutil.STATUS_ZOMBIE
+            and "app.node" in " ".join(process.info["cmdline"] or ())
+            and _environ(process).get("REDIS_URL") == self.redis_url
+        ]
+
+    def spares(self, worker: str = "w0") -> list[psutil.Process]:
+        """The live spare nodes of `worker`: node processes it started that
+        serve no session."""
+        pid = self.supervisor.children[f"worker-{worker}"].pid
+        serving = node_pids(self.client)
+        return [
+            process
+            for process in self.node_processes()
+            if process.info["ppid"] == pid and process.pid not in serving
+        ]
+
+    def kill_node(self, session_id: str) -> None:
+        """SIGKILL the node process of `session_id` (not its browser)."""
+        for process in self.session_processes(session_id):
+            if "app.node" in " ".join(process.cmdline()):
+                os.kill(process.pid, signal.SIGKILL)
+                return
+        raise AssertionError(f"no node process for session {session_id}")
+
     def record(self, session_id: str) -> dict[str, str]:
         return registry.session(self.client, session_id)
 
@@ -149,6 +182,7 @@ class Grid:
             # Nodes of a worker that had to be killed end a moment later.
             wait_for(lambda: not self.processes(), 15, "nodes to end")
         left = self.processes()
+        left += [p for p in self.node_processes() if p not in left]
         self.client.close()
         self._stack.close()
         return left
@@ -197,13 +231,17 @@ def _in_unix_session(process: psutil.Process, leaders: set[int]) -> bool:
         return False
 
 
+def _environ(process: psutil.Process) -> dict[str, str]:
+    try:
+        return dict(process.environ())
+    except psutil.Error:
+        return {}
+
+
 def _marked(
     process: psutil.Process, session_id: str | None, redis_url: str | None
 ) -> bool:
-    try:
-        env = process.environ()
-    except psutil.Error:
-        return False
+    env = _environ(process)
     mark = env.get(NODE_SESSION_ENV)
     if not mark or (session_id is not None and mark != session_id):
         return False
@@ -222,12 +260,3 @@ def node_pids(client: redis.Redis, session_id: str | None = None) -> set[int]:
         ]
     pids = {client.hget(key, "node_pid") for key in keys}
     return {int(str(pid)) for pid in pids if pid}
-
-
-def kill_node(session_id: str) -> None:
-    """SIGKILL the node process of `session_id` (not its browser)."""
-    for process in session_processes(session_id):
-        if "app.node" in " ".join(process.cmdline()):
-            os.kill(process.pid, signal.SIGKILL)
-            return
-    raise AssertionError(f"no node process for session {session_id}")

@@ -1,4 +1,8 @@
-"""Entry point of a node process, started by a provisioner."""
+"""Entry point of a node process, started by a provisioner.
+
+`python -m app.node` reads its orders from the environment; with `--spare`
+it waits for them on stdin first (see `app.node.spare`).
+"""
 
 from gevent import monkey
 
@@ -11,7 +15,7 @@ import sys  # noqa: E402
 
 from app import logs  # noqa: E402
 from app.errors import SettingsError  # noqa: E402
-from app.node import config  # noqa: E402
+from app.node import config, spare  # noqa: E402
 from app.node.agent import NodeAgent  # noqa: E402
 from app.patching import require_patched  # noqa: E402
 
@@ -19,6 +23,11 @@ from app.patching import require_patched  # noqa: E402
 def main() -> int:
     require_patched("node")
     try:
+        if spare.SPARE_FLAG in sys.argv[1:]:
+            orders = spare.await_orders(sys.stdin.buffer)
+            if orders is None:
+                return 0
+            spare.apply_orders(orders)
         node_config = config.from_environ()
     except SettingsError as exc:
         print(f"node: {exc}", file=sys.stderr)

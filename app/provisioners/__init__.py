@@ -1,7 +1,8 @@
 """How nodes start: one module per way (local processes, Docker containers).
 
 Every provisioner has `start(session_id, browser, capabilities, worker)`,
-which returns a `Node`; WEBGRID_PROVISIONER picks one per worker.
+which returns a `Node`, and `close()`, which its worker calls last when it
+stops; WEBGRID_PROVISIONER picks one per worker.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Provisioner(Protocol):
         capabilities: dict[str, Any],
         worker: str,
     ) -> Node: ...
+
+    def close(self) -> None: ...
 
 
 def make(config: settings.Settings) -> Provisioner:

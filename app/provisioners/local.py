@@ -5,6 +5,10 @@ temporary folder that holds everything the session writes. Stopping a node
 ends its process group, then every process that still carries the session's
 Unix session or carries the session's mark in its environment, then
 removes the folder.
+
+So that a new session need not wait for Python to start, the worker keeps
+spare nodes started (WEBGRID_SPARE_NODES) and hands one the session's
+orders; with none ready, or one that cannot take them, the node starts cold.
 """
 
 from __future__ import annotations
@@ -20,19 +24,27 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import psutil
 
 from app import settings
 from app.node.config import NODE_SESSION_ENV
+from app.node.spare import SPARE_FLAG, encode_orders
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0
+# How long a dismissed spare may take to notice the end of its stdin.
+SPARE_GRACE = 1.0
+# How long after a session's start its successor spare starts.
+REFILL_DELAY = 1.5
 BROWSER_PROGRAMS = ("chrom", "firefox", "geckodriver", "crashhelper")
 # The folder that holds the `app` package, for the node's import path.
 SOURCE_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+NODE_COMMAND = (sys.executable, "-m", "app.node")
+SPARE_COMMAND = (*NODE_COMMAND, SPARE_FLAG)
 
 
 class LocalNode:
@@ -70,10 +82,14 @@ class LocalNode:
 
 
 class LocalProvisioner:
-    """Starts nodes as local processes."""
+    """Starts nodes as local processes, in a spare one when there is one."""
 
-    def __init__(self, config: settings.Settings) -> None:
+    def __init__(
+        self, config: settings.Settings, *, spares: SparePool | None = None
+    ) -> None:
         self.config = config
+        self.spares = spares or SparePool(config.spare_nodes, config.redis_url)
+        self.spares.refill()
 
     def start(
         self,
@@ -85,8 +101,7 @@ class LocalProvisioner:
         # NOTE: short, since Chromium's socket paths under it must stay
         # below the 108 bytes a unix socket path may have.
         tmp = tempfile.mkdtemp(prefix=f"wg-{session_id[:8]}-")
-        env = {
-            **os.environ,
+        orders = {
             "REDIS_URL": self.config.redis_url,
             NODE_SESSION_ENV: session_id,
             "WEBGRID_NODE_BROWSER": browser,
@@ -95,23 +110,172 @@ class LocalProvisioner:
             "WEBGRID_NODE_PARENT": str(os.getpid()),
             "TMPDIR": tmp,
             "WEBGRID_NODE_TMPDIR": tmp,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")])
-            ),
         }
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app.node"],
-                env=env,
-                cwd=tmp,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            process = self._order_spare(session_id, orders) or _start_cold(orders)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            self.spares.refill_soon()
         log.debug("node %s started as process %d", session_id, process.pid)
         return LocalNode(session_id, process, tmp)
+
+    def close(self) -> None:
+        """Stop the spare nodes; started nodes are their tasks' to stop."""
+        self.spares.close()
+
+    def _order_spare(
+        self, session_id: str, orders: dict[str, str]
+    ) -> subprocess.Popen[bytes] | None:
+        """The spare that took `orders`, or None to start the node cold."""
+        spare = self.spares.take()
+        if spare is None:
+            return None
+        assert spare.stdin is not None
+        try:
+            spare.stdin.write(encode_orders(orders))
+            spare.stdin.close()
+        except OSError as exc:
+            log.warning(
+                "spare node %d took no orders (%s); session %s starts cold",
+                spare.pid,
+                exc,
+                session_id,
+            )
+            _dismiss(spare)
+            return None
+        return spare
+
+
+class SparePool:
+    """Node processes started ahead of their sessions, awaiting orders.
+
+    A spare leads a Unix session of its own from birth, as a cold node
+    does, holds no slot and no Redis key, and exits when its stdin ends.
+    """
+
+    def __init__(
+        self, size: int, redis_url: str, command: Sequence[str] = SPARE_COMMAND
+    ) -> None:
+        self.size = size
+        self.redis_url = redis_url
+        self.command = tuple(command)
+        self._idle: list[subprocess.Popen[bytes]] = []
+        self._starters: list[threading.Thread] = []
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def take(self) -> subprocess.Popen[bytes] | None:
+        """A live spare, or None; spares that died meanwhile are reaped."""
+        with self._lock:
+            self._drop_dead()
+            return self._idle.pop(0) if self._idle else None
+
+    def ready(self) -> int:
+        """How many spares are started and not yet taken."""
+        with self._lock:
+            return len(self._idle)
+
+    def refill(self) -> None:
+        """Start, in the background, the spares missing to make `size`."""
+        with self._lock:
+            self._starters = [t for t in self._starters if t.is_alive()]
+            missing = self.size - len(self._idle) - len(self._starters)
+            if self._closed or missing <= 0:
+                return
+            starters = [
+                threading.Thread(target=self._start_one, name="spare node")
+                for _ in range(missing)
+            ]
+            self._starters += starters
+        for starter in starters:
+            starter.start()
+
+    def refill_soon(self) -> None:
+        """Refill once a node that took a spare has had time to start."""
+        # NOTE: a spare's Python start costs about half a CPU-second; begun
+        # at once, it would slow the browser the taken spare is starting.
+        timer = threading.Timer(REFILL_DELAY, self.refill)
+        timer.daemon = True
+        timer.start()
+
+    def close(self) -> None:
+        """Stop every spare and wait for those still starting."""
+        with self._lock:
+            self._closed = True
+            starters = list(self._starters)
+        for starter in starters:
+            starter.join()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for spare in idle:
+            _dismiss(spare)
+
+    def _start_one(self) -> None:
+        env = {**_node_environ(), "REDIS_URL": self.redis_url}
+        try:
+            # NOTE: `-m` puts the working folder on the import path; the
+            # source folder adds nothing there that PYTHONPATH does not.
+            spare = subprocess.Popen(
+                self.command,
+                env=env,
+                cwd=SOURCE_ROOT,
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError:
+            log.warning("could not start a spare node; nodes start cold", exc_info=True)
+            return
+        log.debug("spare node started as process %d", spare.pid)
+        self._keep(spare)
+
+    def _keep(self, spare: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(spare)
+                return
+        _dismiss(spare)
+
+    def _drop_dead(self) -> None:
+        for spare in [s for s in self._idle if s.poll() is not None]:
+            log.warning(
+                "spare node %d had exited with code %s; a new one starts",
+                spare.pid,
+                spare.returncode,
+            )
+            self._idle.remove(spare)
+
+
+def _start_cold(orders: dict[str, str]) -> subprocess.Popen[bytes]:
+    tmp = orders["TMPDIR"]
+    return subprocess.Popen(
+        NODE_COMMAND,
+        env={**_node_environ(), **orders},
+        cwd=tmp,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _node_environ() -> dict[str, str]:
+    """The worker's environment, with the `app` package importable."""
+    path = os.pathsep.join(filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _dismiss(spare: subprocess.Popen[bytes]) -> None:
+    """Stop a spare: end its stdin, which it exits on, and reap it."""
+    with contextlib.suppress(OSError):
+        if spare.stdin is not None:
+            spare.stdin.close()
+    try:
+        spare.wait(SPARE_GRACE)
+    except subprocess.TimeoutExpired:
+        # It is still importing, not yet reading; it holds nothing to lose.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(spare.pid, signal.SIGKILL)
+        spare.wait()
 
 
 def kill_session(session_id: str, leader: int) -> int:

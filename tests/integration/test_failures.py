@@ -20,7 +20,7 @@ import requests
 from selenium import webdriver
 from selenium.common.exceptions import InvalidSessionIdException
 
-from tests.harness import Grid, kill_node, wait_for
+from tests.harness import Grid, wait_for
 from tests.integration.test_w3c_errors import ANY_CHROME, assert_w3c_error, new_session
 
 SILENT_DRIVER = pathlib.Path(__file__).parents[1] / "fixtures" / "silent-driver"
@@ -134,7 +134,7 @@ def test_closing_the_last_window_ends_the_session(grid: Grid) -> None:
 
 def test_killed_node_is_reported_and_cleaned(grid: Grid) -> None:
     session_id = start_session(grid)
-    kill_node(session_id)
+    grid.kill_node(session_id)
     assert_cleaned(grid, session_id)
     assert "exited with code -9" in grid.record(session_id)["reason"]
     gone = requests.get(f"{grid.url}/session/{session_id}/title", timeout=10)

@@ -23,6 +23,7 @@ def test_empty_environment_gives_the_defaults() -> None:
     assert settings == Settings()
     assert settings.proxy_port == 4444
     assert settings.slots == 4
+    assert settings.spare_nodes == 1
     assert settings.browsers == ("chrome",)
     assert settings.headless is True
     assert settings.queue_timeout == 300.0
@@ -47,6 +48,8 @@ def test_every_field_has_an_environment_variable() -> None:
         ("WEBGRID_MANAGER_PORT", "5000", "manager_port", 5000),
         ("WEBGRID_SLOTS", "1", "slots", 1),
         ("WEBGRID_SLOTS", " 8 ", "slots", 8),
+        ("WEBGRID_SPARE_NODES", "0", "spare_nodes", 0),
+        ("WEBGRID_SPARE_NODES", "2", "spare_nodes", 2),
         ("WEBGRID_BROWSERS", "firefox", "browsers", ("firefox",)),
         ("WEBGRID_BROWSERS", "Chrome, FIREFOX", "browsers", ("chrome", "firefox")),
         ("WEBGRID_BROWSERS", "chrome,,", "browsers", ("chrome",)),
@@ -95,6 +98,9 @@ def test_unrelated_variables_are_ignored() -> None:
         ("WEBGRID_SLOTS", "-2"),
         ("WEBGRID_SLOTS", "abc"),
         ("WEBGRID_SLOTS", "2.5"),
+        ("WEBGRID_SPARE_NODES", "-1"),
+        ("WEBGRID_SPARE_NODES", "one"),
+        ("WEBGRID_SPARE_NODES", "101"),
         ("WEBGRID_PROXY_PORT", "70000"),
         ("WEBGRID_PROXY_PORT", "-1"),
         ("WEBGRID_PROXY_PORT", "http"),
