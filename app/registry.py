@@ -35,6 +35,8 @@ WORKER_PREFIX = PREFIX + "worker:"
 MANAGER_PREFIX = PREFIX + "manager:"
 ROUTE_PREFIX = PREFIX + "route:"
 SESSION_PREFIX = PREFIX + "session:"
+DIRECT_PREFIX = PREFIX + "direct:"
+TOUCH_PREFIX = PREFIX + "touch:"
 LIVE_KEY = PREFIX + "sessions:live"
 
 QUEUED = "queued"
@@ -58,6 +60,17 @@ def manager_key(manager_id: str) -> str:
 
 def route_key(session_id: str) -> str:
     return ROUTE_PREFIX + session_id
+
+
+def direct_key(session_id: str) -> str:
+    """Where a session's driver can be reached without its node, if it can."""
+    return DIRECT_PREFIX + session_id
+
+
+def touch_key(session_id: str) -> str:
+    """When a proxy last passed a command of the session straight to its
+    driver (Unix time), for the node's idle timeout."""
+    return TOUCH_PREFIX + session_id
 
 
 def session_key(session_id: str) -> str:

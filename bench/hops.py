@@ -117,9 +117,12 @@ def paths(
 
 
 def node_agent(tracker: processes.Tracker) -> psutil.Process:
+    """The node agent serving the open session (a spare node runs no driver)."""
     for process in tracker.scan(report.GRID):
         try:
-            if "app.node" in process.cmdline():
+            if "app.node" in process.cmdline() and any(
+                child.name() == "chromedriver" for child in process.children()
+            ):
                 return process
         except psutil.Error:
             continue

@@ -11,6 +11,7 @@ on SIGTERM; then it quits the browser and leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -215,6 +216,7 @@ class NodeAgent:
         capabilities = self._publish_sockets(capabilities)
         if self.files.downloads is not None:
             capabilities[files.DOWNLOADS_CAP] = True
+        self._offer_direct()
         self.route = registry.Heartbeat(
             self.client,
             registry.route_key(self.session_id),
@@ -232,6 +234,7 @@ class NodeAgent:
             capabilities=json.dumps(capabilities),
         )
         if not running:
+            self._withdraw_direct()
             self.stop("the request was withdrawn before the browser was ready")
             return False
         registry.post_result(
@@ -240,6 +243,25 @@ class NodeAgent:
             {"ok": True, "capabilities": capabilities},
         )
         return True
+
+    def _offer_direct(self) -> None:
+        """Let proxies send plain commands straight to the driver, a hop
+        fewer, where they can reach it: when this node listens on loopback,
+        any proxy that reaches it runs on this host."""
+        if not is_loopback(self.grid.host) or self.driver is None:
+            return
+        self.client.set(
+            registry.direct_key(self.session_id),
+            f"{self.driver.address} {self.driver_id}",
+            ex=max(int(self.grid.session_retention), 60),
+        )
+
+    def _withdraw_direct(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.client.delete(
+                registry.direct_key(self.session_id),
+                registry.touch_key(self.session_id),
+            )
 
     def _publish_sockets(self, caps: dict[str, Any]) -> dict[str, Any]:
         """Point the session's WebSocket URLs (BiDi, Chrome DevTools) at this
@@ -407,6 +429,9 @@ class NodeAgent:
                 self.stop(reason)
 
     def _reason_to_stop(self) -> str:
+        grid = self._read_grid()
+        if grid is not None:
+            self._note_touch(grid[3])
         if self._tunnels:
             self.last_activity = time.monotonic()
         idle = time.monotonic() - self.last_activity
@@ -418,20 +443,39 @@ class NodeAgent:
             return "its worker is gone"
         if self.driver_process and self.driver_process.poll() is not None:
             return f"the driver exited with code {self.driver_process.returncode}"
-        return self._grid_says_stop()
+        return self._grid_says_stop(grid) if grid is not None else ""
 
-    def _grid_says_stop(self) -> str:
-        """A reason to stop found in Redis: the record ended, or the worker."""
+    def _read_grid(self) -> tuple[Any, Any, bool, Any] | None:
+        """The session's state and reason, whether the worker lives, and when
+        a proxy last passed a command straight to the driver; None if Redis
+        does not answer."""
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.hmget(registry.session_key(self.session_id), "state", "reason")
                 pipe.exists(registry.worker_key(self.config.worker))
-                (state, reason), worker_alive = pipe.execute()
+                pipe.get(registry.touch_key(self.session_id))
+                (state, reason), worker_alive, touched = pipe.execute()
         except redis.RedisError:
-            return ""
+            return None
+        return state, reason, bool(worker_alive), touched
+
+    def _note_touch(self, touched: str | None) -> None:
+        """Count commands the proxy sent straight to the driver as activity."""
+        if touched is None:
+            return
+        try:
+            ago = max(time.time() - float(touched), 0.0)
+        except ValueError:
+            return
+        self.commands = max(self.commands, 1)
+        self.last_activity = max(self.last_activity, time.monotonic() - ago)
+
+    def _grid_says_stop(self, grid: tuple[Any, Any, bool, Any]) -> str:
+        """A reason to stop found in Redis: the record ended, or the worker."""
+        state, reason, worker_alive, _ = grid
         if state == registry.TERMINATED:
             return f"ended by the grid: {reason}"
-        return self._worker_gone(bool(worker_alive) or not self.config.worker)
+        return self._worker_gone(worker_alive or not self.config.worker)
 
     def _worker_gone(self, alive: bool) -> str:
         """A reason once the worker's heartbeat has been missing a full TTL."""
@@ -451,6 +495,7 @@ class NodeAgent:
         log.info("node %s ending: %s", self.session_id, self._stop_reason)
         if self.route is not None:
             self.route.stop()
+        self._withdraw_direct()
         registry.terminate(
             self.client,
             self.session_id,
@@ -497,6 +542,13 @@ def _idle_timeouts(config: NodeConfig) -> tuple[float, float]:
     asked = capabilities.grid_options(config.capabilities).idle_timeout
     idle = min(asked or config.grid.idle_timeout, config.grid.max_idle_timeout)
     return idle, min(config.grid.first_command_timeout, idle)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _free_port() -> int:

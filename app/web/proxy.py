@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,8 +60,12 @@ REALM = 'Basic realm="webgrid", charset="UTF-8"'
 NOTIFY_FLAGS = "K$gx"
 # Seconds between checks that a client waiting for a new session is still there.
 CLIENT_CHECK = 0.5
-# Request bodies up to this size are read whole before they are sent on.
+# Request bodies up to this size are read whole before they are sent on;
+# driver answers up to this size are read whole to swap session ids.
 WHOLE_BODY = 1024 * 1024
+WHOLE_ANSWER = 1024 * 1024
+# Seconds between notes to Redis of sessions active through the proxy.
+TOUCH_INTERVAL = 1.0
 
 
 class RouteTable:
@@ -70,6 +75,9 @@ class RouteTable:
         self.client = client
         self.config = config
         self.nodes: dict[str, str] = {}
+        # Drivers a proxy may send plain commands to, a hop fewer than through
+        # their nodes: session id -> (address, the driver's session id).
+        self.drivers: dict[str, tuple[str, str]] = {}
         self.managers: dict[str, str] = {}
         self._db = int(client.connection_pool.connection_kwargs.get("db", 0))
         self.on_node_gone: Callable[[str], None] = lambda address: None
@@ -84,22 +92,40 @@ class RouteTable:
         if address is None:
             # NOTE: a client's first command can arrive before the keyspace
             # event that announces its route; Redis has the answer already.
-            address = registry.route(self.client, session_id)
-            if address is not None:
-                self.nodes[session_id] = address
+            address = self._learn(session_id)
         return address
 
     def forget_node(self, session_id: str) -> None:
         address = self.nodes.pop(session_id, None)
         if address is not None:
             self.on_node_gone(address)
+        driver = self.drivers.pop(session_id, None)
+        if driver is not None:
+            self.on_node_gone(driver[0])
 
     def reload(self) -> None:
         nodes = dict(registry.scan_prefix(self.client, registry.ROUTE_PREFIX))
+        direct = dict(registry.scan_prefix(self.client, registry.DIRECT_PREFIX))
         for session_id in set(self.nodes) - set(nodes):
             self.forget_node(session_id)
         self.nodes = nodes
+        self.drivers = {
+            session_id: _driver_of(value)
+            for session_id, value in direct.items()
+            if session_id in nodes
+        }
         self.managers = registry.live_managers(self.client)
+
+    def _learn(self, session_id: str) -> str | None:
+        """Read a session's route, and its driver's where offered."""
+        route_key = registry.route_key(session_id)
+        address, direct = self.client.mget(route_key, registry.direct_key(session_id))
+        if address is None:
+            return None
+        self.nodes[session_id] = str(address)
+        if direct is not None:
+            self.drivers[session_id] = _driver_of(str(direct))
+        return str(address)
 
     def _enable_notifications(self) -> bool:
         try:
@@ -152,7 +178,9 @@ class RouteTable:
         else:
             table, name = self.managers, key[len(registry.MANAGER_PREFIX) :]
         if event == "set":
-            if name not in table:
+            if is_node and name not in table:
+                self._learn(name)
+            elif name not in table:
                 value = self.client.get(key)
                 if value is not None:
                     table[name] = str(value)
@@ -177,6 +205,9 @@ class Proxy:
         self._upstreams: dict[str, Upstream] = {}
         self.max_body = config.max_body_mb * 1024 * 1024
         routes.on_node_gone = self._drop_upstream
+        # Sessions with commands sent straight to their drivers, and when.
+        self.touched: dict[str, float] = {}
+        gevent.spawn(self._flush_touches)
 
     def _drop_upstream(self, address: str) -> None:
         upstream = self._upstreams.pop(address, None)
@@ -250,12 +281,68 @@ class Proxy:
             ) from None
 
     def _to_node(self, request: Request, sid: str, path: str) -> Answer:
-        """Forward a command; the answer's body streams to the client as it
-        arrives from the node."""
+        """Forward a command to the session's node, or straight to its
+        driver where it may; the answer streams to the client."""
         address = self._node_of(sid)
+        rest = path[len(rewrite.SESSION_PATH) + len(sid) :]
         body = self._body_to_forward(request)
+        driver = self.routes.drivers.get(sid)
+        if driver is not None and goes_direct(request.method, rest):
+            answer = self._to_driver(request, sid, driver, rest, body)
+            if answer is not None:
+                return answer
+        reply = self._relay(request, sid, address, path, body)
+        return Answer(
+            reply.status,
+            reply.headers,
+            reply,
+            length=reply.length,
+            reason=reply.reason,
+            done=reply.done,
+        )
+
+    def _to_driver(
+        self,
+        request: Request,
+        sid: str,
+        driver: tuple[str, str],
+        rest: str,
+        body: bytes | Body,
+    ) -> Answer | None:
+        """A command sent to the driver itself, its session id swapped; None
+        if the driver did not take it and the node should be asked."""
+        address, driver_id = driver
+        self.touched[sid] = time.time()
+        path = rewrite.SESSION_PATH + driver_id + rest
         try:
             reply = self._send(request, address, path, body)
+        except (OSError, BadMessage) as exc:
+            if not isinstance(body, bytes):
+                raise UnknownError(
+                    f"the driver of session {sid!r} failed to answer: {exc}",
+                    session_id=sid,
+                ) from None
+            # NOTE: the node knows best what became of its driver.
+            log.info("driver of %s failed (%s); asking its node", sid, exc)
+            self.routes.drivers.pop(sid, None)
+            return None
+        self.touched[sid] = time.time()
+        if reply.length is not None and reply.length <= WHOLE_ANSWER:
+            data = rewrite.to_client(reply.read(), driver_id, sid)
+            return Answer(reply.status, reply.headers, data, reason=reply.reason)
+        return Answer(
+            reply.status,
+            reply.headers,
+            rewrite.to_client_stream(reply, driver_id, sid),
+            reason=reply.reason,
+            done=reply.done,
+        )
+
+    def _relay(
+        self, request: Request, sid: str, address: str, path: str, body: bytes | Body
+    ) -> Reply:
+        try:
+            return self._send(request, address, path, body)
         except ConnectionRefusedError:
             self.routes.forget_node(sid)
             raise InvalidSessionId(
@@ -266,14 +353,25 @@ class Proxy:
                 f"the node of session {sid!r} failed to answer: {exc}",
                 session_id=sid,
             ) from None
-        return Answer(
-            reply.status,
-            reply.headers,
-            reply,
-            length=reply.length,
-            reason=reply.reason,
-            done=reply.done,
-        )
+
+    def _flush_touches(self) -> None:
+        """Tell nodes, through Redis, which sessions had commands that went
+        straight to their drivers, once a second."""
+        ttl = int(self.config.max_idle_timeout) + 60
+        while True:
+            gevent.sleep(TOUCH_INTERVAL)
+            touched, self.touched = self.touched, {}
+            if not touched:
+                continue
+            try:
+                with self.routes.client.pipeline(transaction=False) as pipe:
+                    for sid, when in touched.items():
+                        pipe.set(registry.touch_key(sid), repr(when), ex=ttl)
+                    pipe.execute()
+            except redis.RedisError as exc:
+                log.warning(
+                    "could not note activity of %d session(s): %s", len(touched), exc
+                )
 
     def _body_to_forward(self, request: Request) -> bytes | Body:
         """Small bodies whole, so that a request can be sent again on a
@@ -396,6 +494,21 @@ def _check_target(request: Request) -> None:
     host = request.header("host")
     if host and not HOST.fullmatch(host):
         raise InvalidArgument(f"the Host header {host[:100]!r} is not a host")
+
+
+def _driver_of(value: str) -> tuple[str, str]:
+    """(address, driver's session id) from a direct key's value."""
+    address, _, driver_id = value.partition(" ")
+    return address, driver_id
+
+
+def goes_direct(method: str, rest: str) -> bool:
+    """Whether a command (`rest` of its path after the session id) may go
+    straight to the driver. The node must see those that end the session
+    (quit, closing a window) and answer the grid's own (`/se/...`)."""
+    if rest.startswith("/se/") or rest in ("", "/"):
+        return False
+    return not (method == "DELETE" and rest in ("/window", "/window/"))
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:

@@ -16,6 +16,8 @@ KEY_BUILDERS: list[tuple[Callable[[str], str], str]] = [
     (registry.route_key, "webgrid:route:host-1@7"),
     (registry.session_key, "webgrid:session:host-1@7"),
     (registry.result_key, "webgrid:session:host-1@7:result"),
+    (registry.direct_key, "webgrid:direct:host-1@7"),
+    (registry.touch_key, "webgrid:touch:host-1@7"),
 ]
 
 
@@ -39,6 +41,7 @@ def test_keys_of_one_id_are_all_different() -> None:
         (registry.WORKER_PREFIX, registry.worker_key),
         (registry.MANAGER_PREFIX, registry.manager_key),
         (registry.ROUTE_PREFIX, registry.route_key),
+        (registry.DIRECT_PREFIX, registry.direct_key),
     ],
 )
 def test_scanned_prefixes_give_back_the_name(
