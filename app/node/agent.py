@@ -120,7 +120,10 @@ class NodeAgent:
         return self._create_browser_session(deadline)
 
     def _launch_driver(self, port: int) -> None:
-        command = drivers.driver_command(self.grid, self.config.browser, port)
+        bidi_port = _free_port() if self.config.browser == "firefox" else 0
+        command = drivers.driver_command(
+            self.grid, self.config.browser, port, bidi_port=bidi_port
+        )
         try:
             with open(DRIVER_LOG, "wb") as out:
                 self.driver_process = subprocess.Popen(

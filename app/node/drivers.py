@@ -31,10 +31,20 @@ GRID_KEYS = (
 )
 
 
-def driver_command(config: settings.Settings, browser: str, port: int) -> list[str]:
-    """The command line that starts `browser`'s driver on `port`."""
+def driver_command(
+    config: settings.Settings, browser: str, port: int, *, bidi_port: int = 0
+) -> list[str]:
+    """The command line that starts `browser`'s driver on `port`.
+
+    geckodriver has Firefox serve BiDi on a port of its own, 9222 unless
+    told otherwise, which a second Firefox on the host could not have: a
+    node gives each its own `bidi_port`."""
     if browser == "firefox":
-        return [geckodriver_path(config), "--port", str(port), "--host", "127.0.0.1"]
+        command = [geckodriver_path(config), "--port", str(port)]
+        command += ["--host", "127.0.0.1"]
+        if bidi_port:
+            command += ["--websocket-port", str(bidi_port)]
+        return command
     return [config.chromedriver, f"--port={port}"]
 
 

@@ -42,6 +42,27 @@ def test_bidi_console_messages_reach_the_client(
     assert messages[0].text == "hello from the page"
 
 
+def test_firefox_bidi_through_the_grid_two_at_once(make_grid: Any, pages: str) -> None:
+    grid = make_grid(WEBGRID_BROWSERS="firefox", WEBGRID_SLOTS="2")
+    drivers = []
+    try:
+        for _ in range(2):
+            options = webdriver.FirefoxOptions()
+            options.enable_bidi = True
+            drivers.append(webdriver.Remote(grid.url, options=options))
+        for driver in drivers:
+            url = driver.capabilities["webSocketUrl"]
+            assert url.startswith(f"ws://127.0.0.1:{grid.port}/session/")
+            messages: list[Any] = []
+            driver.script.add_console_message_handler(messages.append)
+            driver.get(pages + "/console.html")
+            wait_for(messages.copy, 20, "a console message over Firefox BiDi")
+            assert messages[0].text == "hello from the page"
+    finally:
+        for driver in drivers:
+            driver.quit()
+
+
 def test_cdp_command_over_the_grid(bidi_driver: WebDriver) -> None:
     conn = websocket.create_connection(bidi_driver.capabilities["se:cdp"], timeout=15)
     try:

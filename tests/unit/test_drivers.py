@@ -157,6 +157,13 @@ def test_firefox_driver_command_uses_the_configured_geckodriver() -> None:
     ]
 
 
+def test_each_geckodriver_gets_its_own_bidi_port() -> None:
+    command = drivers.driver_command(HEADLESS, "firefox", 4445, bidi_port=41001)
+    assert command[-2:] == ["--websocket-port", "41001"]
+    chrome = drivers.driver_command(HEADLESS, "chrome", 9515, bidi_port=41001)
+    assert "41001" not in " ".join(chrome)
+
+
 def test_geckodriver_falls_back_to_the_path_without_the_wheel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
