@@ -42,6 +42,7 @@ GRID_ROLES = (
     ("manager", ("app.web", "manager")),
     ("worker", ("celery", "worker")),
     ("redis", ("redis-server",)),
+    ("spare node", ("app.node", "--spare")),
 )
 
 
@@ -230,7 +231,7 @@ def grid(slots: int, idle_timeout: float) -> ProcessEnd:
         stop_timeout=90.0,
         own_tmpdir=False,
         parts=grid_parts,
-        counted=("proxy", "manager", "worker"),
+        counted=("proxy", "manager", "worker", "spare node"),
     )
 
 
@@ -241,6 +242,12 @@ def grid_parts(supervisor: psutil.Process) -> dict[str, psutil.Process]:
         role = grid_role(child)
         if role:
             found[role] = child
+    if "worker" in found:
+        # The node a worker keeps started for its next session belongs to
+        # the control plane too (WEBGRID_SPARE_NODES).
+        for child in found["worker"].children():
+            if grid_role(child) == "spare node":
+                found["spare node"] = child
     return found
 
 
