@@ -452,7 +452,7 @@ class Proxy:
         upstream = self._upstreams.get(address)
         if upstream is None:
             upstream = self._upstreams[address] = Upstream(address)
-        headers = end_to_end(request.headers, request.fields)
+        headers = forwarded_headers(request.headers, request.fields)
         log.debug("%s %s -> %s", request.method, path, address)
         return upstream.send(request.method, path, headers, body)
 
@@ -500,6 +500,16 @@ def _driver_of(value: str) -> tuple[str, str]:
     """(address, driver's session id) from a direct key's value."""
     address, _, driver_id = value.partition(" ")
     return address, driver_id
+
+
+def forwarded_headers(headers: Headers, fields: dict[str, str]) -> Headers:
+    """The headers a request is sent on with: its end-to-end ones but the
+    grid's credentials, which no node, driver or manager needs to see."""
+    return [
+        (name, value)
+        for name, value in end_to_end(headers, fields)
+        if name.lower() != "authorization"
+    ]
 
 
 def goes_direct(method: str, rest: str) -> bool:

@@ -1,11 +1,11 @@
-"""Which commands the proxy may send straight to a driver."""
+"""Which commands the proxy may send straight to a driver, and with what."""
 
 from __future__ import annotations
 
 import pytest
 
 from app.node.agent import is_loopback
-from app.web.proxy import goes_direct
+from app.web.proxy import forwarded_headers, goes_direct
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,13 @@ def test_commands_for_the_node(method: str, rest: str) -> None:
 )
 def test_drivers_are_offered_only_on_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_the_grid_s_credentials_are_not_sent_on() -> None:
+    headers = [
+        ("Authorization", "Basic YWRhOnMzY3JldA=="),
+        ("Connection", "keep-alive"),
+        ("Accept", "application/json"),
+    ]
+    kept = forwarded_headers(headers, {"connection": "keep-alive"})
+    assert kept == [("Accept", "application/json")]
