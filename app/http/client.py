@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 from collections.abc import Iterator
 
 from app.http.messages import (
@@ -21,6 +22,8 @@ from app.http.server import nodelay
 
 # Idle connections kept per upstream.
 KEEP = 8
+# Seconds a connection may sit idle before it is checked on reuse.
+FRESH = 1.0
 _STALE = (BrokenPipeError, ConnectionResetError)
 # Methods whose requests carry a Content-Length even when the body is empty.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -29,11 +32,18 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class Connection:
     """One connection to the upstream."""
 
-    __slots__ = ("reader", "sock")
+    __slots__ = ("idle_since", "reader", "sock", "timeout")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
         self.reader = Reader(sock)
+        self.timeout = timeout
+        self.idle_since = 0.0
+
+    def set_timeout(self, timeout: float | None) -> None:
+        if timeout != self.timeout:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
 
     def dropped(self) -> bool:
         """Whether the upstream closed this idle connection (or sent bytes
@@ -157,6 +167,7 @@ class Upstream:
         if len(self._idle) >= KEEP:
             conn.close()
         else:
+            conn.idle_since = time.monotonic()
             self._idle.append(conn)
 
     def close(self) -> None:
@@ -166,19 +177,21 @@ class Upstream:
     def _checkout(self, timeout: float | None) -> tuple[Connection, bool]:
         while self._idle:
             conn = self._idle.pop()
-            if conn.dropped():
+            # NOTE: upstreams close idle connections after seconds, not
+            # milliseconds; one idle a moment is not worth a system call.
+            recent = time.monotonic() - conn.idle_since < FRESH
+            if not recent and conn.dropped():
                 conn.close()
                 continue
-            conn.sock.settimeout(timeout or self.timeout)
+            conn.set_timeout(timeout or self.timeout)
             return conn, True
         return self._connect(timeout), False
 
     def _connect(self, timeout: float | None) -> Connection:
-        sock = socket.create_connection(
-            (self.host, self.port), timeout=timeout or self.timeout
-        )
+        timeout = timeout or self.timeout
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
         nodelay(sock)
-        return Connection(sock)
+        return Connection(sock, timeout)
 
     def _exchange(
         self, conn: Connection, head: bytes, body: bytes | Body, method: str
