@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from typing import TextIO
 import docker
 import docker.errors
 import requests
+from docker.models.containers import Container
 
 from app import registry
 
@@ -550,14 +552,76 @@ def _proxy_arguments() -> dict[str, str]:
     }
 
 
+def build_derived(client: docker.DockerClient, tag: str, dockerfile: str) -> str:
+    """Build `tag` from `dockerfile` alone: no context, no network.
+
+    NOTE: docker-py keeps the intermediate containers of a build unless told
+    to remove them (its `rm` defaults to False, unlike `docker build`).
+    """
+    client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()),
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        network_mode="none",
+    )
+    return tag
+
+
+# -- leaks -------------------------------------------------------------------------
+
+
 def remove_containers(client: docker.DockerClient, label: str) -> int:
     """Force-remove every container carrying `label`; how many."""
+    return _remove(client.containers.list(all=True, filters={"label": label}))
+
+
+def _remove(containers: Iterable[Container]) -> int:
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": label}):
+    for container in containers:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
             removed += 1
     return removed
+
+
+def container_ids(client: docker.DockerClient) -> set[str]:
+    """The ids of every container on the engine, running or not."""
+    return {c.id for c in client.containers.list(all=True, sparse=True) if c.id}
+
+
+def check_leftovers(
+    client: docker.DockerClient, before: set[str], *, remove: bool
+) -> None:
+    """Raise `HarnessError` naming every container not in `before`.
+
+    With `remove` (a daemon of our own, whose data root is kept between runs)
+    they are removed as well, so that the next run starts clean; on a shared
+    engine they stay for a person to look at.
+    """
+    left = [c for c in client.containers.list(all=True) if c.id not in before]
+    if not left:
+        return
+    named = "; ".join(_describe(c) for c in left)
+    if remove:
+        _remove(left)
+        then = "they are removed now"
+    else:
+        then = "look at them, then remove them with docker rm -f"
+    raise HarnessError(
+        f"{len(left)} container(s) were left on the engine: {named}; whatever "
+        f"made them leaks containers ({then})"
+    )
+
+
+def _describe(container: Container) -> str:
+    config = container.attrs.get("Config") or {}
+    command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    return (
+        f"{container.name} ({container.status}, image {config.get('Image')}, "
+        f"created {str(container.attrs.get('Created'))[:19]}, "
+        f"runs {' '.join(command)!r})"
+    )
 
 
 # -- sessions for the provisioner's tests ------------------------------------------

@@ -8,14 +8,17 @@ so that `reap()` can find and remove the containers nobody runs any more.
     start()  ping the engine, check the image, create and start the
              container, wait until the node heartbeats and answers
     stop()   ask the node to end (SIGTERM through the init), remove it
+    offer()  run each browser's `--version` in a probe container, removed
+             whatever happens
     reap()   remove this grid's containers whose session has ended or
-             whose worker is gone, saying which and why
+             whose worker is gone, and probes left behind, saying which
+             and why
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import datetime
 import http.client
 import json
 import logging
@@ -48,6 +51,8 @@ GRID_LABEL = LABEL_PREFIX + "grid"
 WORKER_LABEL = LABEL_PREFIX + "worker"
 SESSION_LABEL = LABEL_PREFIX + "session"
 BROWSER_LABEL = LABEL_PREFIX + "browser"
+# Marks a container that only asks a browser its version; its value: which.
+PROBE_LABEL = LABEL_PREFIX + "probe"
 
 STOP_GRACE = 10
 # Beyond WEBGRID_STARTUP_TIMEOUT, what starting a container may take.
@@ -63,6 +68,11 @@ LOST = -1
 # Settings whose values belong to the image, never to the worker's host.
 IMAGE_SETTINGS = ("chrome_binary", "chromedriver", "firefox_binary", "geckodriver")
 BINARIES = {"chrome": "/usr/bin/chromium", "firefox": "/usr/bin/firefox-esr"}
+# How long a browser's `--version` may take in its probe container.
+PROBE_TIMEOUT = 30
+# How old a probe container must be before the reaper takes it for left
+# behind. NOTE: generous, since the engine's clock may not be this host's.
+PROBE_MAX_AGE = 300.0
 
 
 # -- settings ------------------------------------------------------------------
@@ -337,12 +347,17 @@ class DockerProvisioner:
             container = self.engine.containers.create(image, **options)
         except docker.errors.APIError as exc:
             raise self._refused(session_id, exc) from None
+        started = False
         try:
             container.start()
+            started = True
         except docker.errors.APIError as exc:
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
             raise self._refused(session_id, exc) from None
+        finally:
+            # NOTE: whatever stopped the start (the engine, a lost connection,
+            # the task cancelled), the created container must not stay.
+            if not started:
+                remove_container(container)
         log.debug("session %s: container %s started", session_id, name)
         return container
 
@@ -454,23 +469,72 @@ class DockerProvisioner:
         image = self.docker.image_for(browser)
         try:
             self._require_image(image, browser)
-            out = self.engine.containers.run(
-                image,
-                entrypoint=[BINARIES[browser], "--version"],
-                network_mode="none",
-                remove=True,
-            )
+            out = self._probe(image, browser)
         except SessionNotCreated as exc:
             log.warning("browser %s not offered: %s", browser, exc.message)
             return ""
-        except docker.errors.APIError as exc:
-            log.warning("browser %s not offered: %s", browser, exc.explanation)
-            return ""
-        except docker.errors.ContainerError as exc:
-            log.warning("browser %s not offered: %s", browser, exc)
-            return ""
-        found = re.search(r"\d+(\.\d+)+", out.decode(errors="replace"))
+        found = re.search(r"\d+(\.\d+)+", out)
         return found.group(0) if found else ""
+
+    def _probe(self, image: str, browser: str) -> str:
+        """What the browser's `--version` prints in a container of `image`.
+
+        NOTE: docker-py's `run(remove=True)` leaves behind a container that
+        cannot start (no such binary), so the probe removes its own.
+        """
+        labels = {GRID_LABEL: grid_label(self.config.redis_url), PROBE_LABEL: browser}
+        container: Container | None = None
+        try:
+            container = self.engine.containers.create(
+                image,
+                entrypoint=[BINARIES[browser], "--version"],
+                network_mode="none",
+                labels=labels,
+            )
+            return _probe_output(container, image, browser)
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise _probe_failed(image, browser, exc) from None
+        finally:
+            if container is not None:
+                remove_container(container)
+
+
+def _probe_output(container: Container, image: str, browser: str) -> str:
+    """Start the probe and wait for its end; what it printed."""
+    container.start()
+    code = int(container.wait(timeout=PROBE_TIMEOUT).get("StatusCode", LOST))
+    raw = container.logs(stdout=True, stderr=code != 0, tail=LOG_LINES)
+    out = raw.decode(errors="replace").strip()
+    if code != 0:
+        raise SessionNotCreated(
+            f"{_probe_name(image, browser)} exited with code {code}: "
+            f"{out or '(no output)'}; give {browser} an image that runs it "
+            "(WEBGRID_DOCKER_IMAGE)"
+        )
+    return out
+
+
+def _probe_failed(image: str, browser: str, exc: Exception) -> SessionNotCreated:
+    """What went wrong with the probe of `browser`, and what to do."""
+    probe = _probe_name(image, browser)
+    if _timed_out(exc):
+        return SessionNotCreated(
+            f"{probe} did not finish within {PROBE_TIMEOUT} s; check that it "
+            f"runs there, or give {browser} another image (WEBGRID_DOCKER_IMAGE)"
+        )
+    if isinstance(exc, docker.errors.APIError):
+        return SessionNotCreated(
+            f"{probe} could not run: {exc.explanation or exc}; give {browser} "
+            "an image that holds it (WEBGRID_DOCKER_IMAGE)"
+        )
+    return SessionNotCreated(
+        f"{probe} lost the Docker engine ({exc}); check that the engine "
+        "DOCKER_HOST names runs"
+    )
+
+
+def _probe_name(image: str, browser: str) -> str:
+    return f"{BINARIES[browser]} --version in image {image!r}"
 
 
 # -- helpers shared with the reaper ------------------------------------------------
@@ -567,11 +631,12 @@ def _reap(provisioner: DockerProvisioner) -> list[Reaped]:
         return []
     reaped = []
     for container in containers:
-        reason = orphan_reason(provisioner.redis, container.labels)
+        reason = leftover_reason(provisioner.redis, container)
         if reason and remove_container(container):
             session_id = container.labels.get(SESSION_LABEL, "")
             log.info("reaper removed container %s: %s", container.name, reason)
-            _end_session(provisioner, session_id, reason)
+            if session_id:
+                _end_session(provisioner, session_id, reason)
             reaped.append(Reaped(container.name or container.id, session_id, reason))
     return reaped
 
@@ -584,6 +649,25 @@ def _end_session(provisioner: DockerProvisioner, session_id: str, reason: str) -
         f"the reaper removed its container: {reason}",
         retention=provisioner.config.session_retention,
     )
+
+
+def leftover_reason(client: redis.Redis, container: Container) -> str:
+    """Why the reaper may remove `container`; '' if it may not."""
+    if PROBE_LABEL in container.labels:
+        return probe_reason(str(container.attrs.get("Created", "")), time.time())
+    return orphan_reason(client, container.labels)
+
+
+def probe_reason(created: str, now: float) -> str:
+    """Why a probe container created at `created` (ISO 8601) counts as left
+    behind at `now`; '' while its worker may still be running it."""
+    try:
+        age = now - datetime.datetime.fromisoformat(created).timestamp()
+    except ValueError:
+        return "a version probe left behind (of unknown age)"
+    if age < PROBE_MAX_AGE:
+        return ""
+    return f"a version probe left behind ({age:.0f} s old)"
 
 
 def orphan_reason(client: redis.Redis, labels: Mapping[str, str]) -> str:
@@ -608,6 +692,10 @@ def remove_container(container: Container) -> bool:
     except docker.errors.NotFound:
         return False
     except (docker.errors.APIError, requests.RequestException) as exc:
-        log.warning("reaper could not remove %s: %s", container.name, exc)
+        log.warning(
+            "could not remove container %s: %s; the reaper will remove it later",
+            container.name,
+            exc,
+        )
         return False
     return True

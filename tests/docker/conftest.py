@@ -7,6 +7,7 @@ skips: where no engine can be had, the tests fail saying why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -28,8 +29,17 @@ log = logging.getLogger(__name__)
 
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[docker_harness.Engine]:
-    with docker_harness.engine() as engine:
+    """The engine; a container left on it at the end fails the run."""
+    with (
+        docker_harness.engine() as engine,
+        contextlib.closing(engine.client()) as client,
+    ):
+        # NOTE: on a daemon of our own any container is a leak, of this run
+        # or of an earlier one that was killed; a shared one has others'.
+        ours = engine.process is not None
+        before = set() if ours else docker_harness.container_ids(client)
         yield engine
+        docker_harness.check_leftovers(client, before, remove=ours)
 
 
 @pytest.fixture(scope="session")

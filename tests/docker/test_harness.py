@@ -3,14 +3,17 @@ cannot start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
 
+import docker
+import docker.errors
 import pytest
 
 from tests import docker_harness
-from tests.docker_harness import AptSource, HarnessError
+from tests.docker_harness import AptSource, HarnessError, gone
 
 
 def test_sources_in_both_formats(tmp_path: pathlib.Path) -> None:
@@ -73,3 +76,32 @@ def test_a_daemon_that_cannot_start_is_reported_with_its_log(
     # Its exec root is gone too.
     after = set(pathlib.Path(tempfile.gettempdir()).glob("webgrid-dockerd-*"))
     assert after == exec_roots
+
+
+@pytest.mark.usefixtures("node_image")  # which makes the base image too
+def test_a_container_left_behind_is_named_and_fails_the_run(
+    engine_client: docker.DockerClient,
+) -> None:
+    before = docker_harness.container_ids(engine_client)
+    left = engine_client.containers.create(
+        docker_harness.BASE_IMAGE, entrypoint=["true"], network_mode="none"
+    )
+    try:
+        # On a shared engine it is named, and kept for a person to look at ...
+        with pytest.raises(HarnessError, match="docker rm -f") as caught:
+            docker_harness.check_leftovers(engine_client, before, remove=False)
+        assert f"1 container(s) were left on the engine: {left.name} (created, " in (
+            str(caught.value)
+        )
+        assert "runs 'true'" in str(caught.value)
+        assert not gone(engine_client, left.name)
+
+        # ... on a daemon of our own, named and removed, so the next run is clean.
+        with pytest.raises(HarnessError, match="they are removed now") as caught:
+            docker_harness.check_leftovers(engine_client, before, remove=True)
+        assert left.name in str(caught.value)
+        assert gone(engine_client, left.name)
+        docker_harness.check_leftovers(engine_client, before, remove=True)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            left.remove(force=True)

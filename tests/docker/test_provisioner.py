@@ -5,11 +5,12 @@ node image, served by a real Chromium or Firefox, and every way a start fails.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
 import pathlib
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -19,11 +20,13 @@ import requests
 
 from app import registry, settings
 from app.errors import SessionNotCreated
+from app.provisioners import docker as docker_provisioner
 from app.provisioners.docker import (
     BROWSER_LABEL,
     GRID_LABEL,
     IMAGE_SETTINGS,
     LOST,
+    PROBE_LABEL,
     SESSION_LABEL,
     WORKER_LABEL,
     DockerNode,
@@ -236,9 +239,9 @@ def test_a_session_withdrawn_during_start_stops_its_container(
 def stuck_image(engine_client: docker.DockerClient, node_image: str) -> str:
     """The node image whose node never starts: it only sleeps."""
     dockerfile = f'FROM {node_image}\nENTRYPOINT ["sleep", "infinity"]\n'
-    tag = "webgrid-node-stuck:test"
-    engine_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag)
-    return tag
+    return docker_harness.build_derived(
+        engine_client, "webgrid-node-stuck:test", dockerfile
+    )
 
 
 @pytest.mark.slow
@@ -374,8 +377,9 @@ def test_a_container_that_cannot_start_is_removed(
 ) -> None:
     # The engine finds the image's user missing only when it starts it.
     dockerfile = f"FROM {node_image}\nUSER nosuchuser\n"
-    tag = "webgrid-node-unstartable:test"
-    engine_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag)
+    tag = docker_harness.build_derived(
+        engine_client, "webgrid-node-unstartable:test", dockerfile
+    )
     provisioner = DockerProvisioner(
         grid_config, dataclasses.replace(docker_config, default_image=tag)
     )
@@ -398,6 +402,153 @@ def test_the_offer_leaves_out_an_image_without_the_browser(
     offered = provisioner.offer(("chrome", "firefox"))
     provisioner.close()
     assert [b["browserName"] for b in offered] == ["chrome"]
+
+
+def containers_from(
+    engine_client: docker.DockerClient, image: str, *, running: bool = False
+) -> list[str]:
+    """The containers of `image`: every one, or only those running."""
+    found = engine_client.containers.list(all=not running, filters={"ancestor": image})
+    return [c.name for c in found]
+
+
+@pytest.fixture(scope="module")
+def no_browser_image(engine_client: docker.DockerClient) -> str:
+    """The bare base image under a name of its own, so that its containers
+    are told apart from those of the images built on it."""
+    dockerfile = f"FROM {docker_harness.BASE_IMAGE}\nLABEL org.webgrid.test=bare\n"
+    return docker_harness.build_derived(
+        engine_client, "webgrid-no-browser:test", dockerfile
+    )
+
+
+@pytest.fixture(scope="module")
+def broken_browsers_image(engine_client: docker.DockerClient) -> str:
+    """An image whose Chromium fails at once and whose Firefox never ends."""
+    dockerfile = (
+        f"FROM {docker_harness.BASE_IMAGE}\n"
+        "RUN printf '#!/bin/sh\\necho no display here >&2\\nexit 3\\n' "
+        "> /usr/bin/chromium \\\n"
+        " && printf '#!/bin/sh\\nexec sleep 600\\n' > /usr/bin/firefox-esr \\\n"
+        " && chmod +x /usr/bin/chromium /usr/bin/firefox-esr\n"
+    )
+    return docker_harness.build_derived(
+        engine_client, "webgrid-broken-browsers:test", dockerfile
+    )
+
+
+@pytest.fixture
+def failed_offer(
+    grid_config: settings.Settings,
+    docker_config: DockerSettings,
+    engine_client: docker.DockerClient,
+    caplog: pytest.LogCaptureFixture,
+) -> Callable[[str, str], str]:
+    """Offer a browser from an image that cannot run it; what the worker
+    logged. Whatever went wrong, no container of the image may stay."""
+
+    def offer(browser: str, image: str) -> str:
+        config = dataclasses.replace(docker_config, images={browser: image})
+        provisioner = DockerProvisioner(grid_config, config)
+        with caplog.at_level(logging.WARNING, logger="app.provisioners.docker"):
+            offered = provisioner.offer((browser,))
+        provisioner.close()
+        assert offered == []
+        assert containers_from(engine_client, image) == []
+        return caplog.text
+
+    return offer
+
+
+def test_a_probe_that_cannot_start_leaves_no_container(
+    failed_offer: Callable[[str, str], str], no_browser_image: str
+) -> None:
+    logged = failed_offer("chrome", no_browser_image)
+    # The engine created the probe, then found no binary to start in it.
+    assert (
+        f"/usr/bin/chromium --version in image {no_browser_image!r} could not run"
+    ) in logged
+    assert "no such file or directory" in logged
+    assert "give chrome an image that holds it (WEBGRID_DOCKER_IMAGE)" in logged
+
+
+def test_a_probe_that_fails_is_named_with_its_output(
+    failed_offer: Callable[[str, str], str], broken_browsers_image: str
+) -> None:
+    logged = failed_offer("chrome", broken_browsers_image)
+    assert (
+        f"/usr/bin/chromium --version in image {broken_browsers_image!r} "
+        "exited with code 3: no display here"
+    ) in logged
+
+
+def test_a_probe_that_never_ends_is_cut_off(
+    failed_offer: Callable[[str, str], str],
+    broken_browsers_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(docker_provisioner, "PROBE_TIMEOUT", 1)
+    began = time.monotonic()
+    logged = failed_offer("firefox", broken_browsers_image)
+    assert time.monotonic() - began < 30
+    assert (
+        f"/usr/bin/firefox-esr --version in image {broken_browsers_image!r} "
+        "did not finish within 1 s"
+    ) in logged
+
+
+@pytest.mark.slow
+def test_a_probe_whose_engine_is_lost_is_left_to_the_reaper(
+    grid_config: settings.Settings,
+    docker_config: DockerSettings,
+    engine_client: docker.DockerClient,
+    relay: docker_harness.SocketRelay,
+    broken_browsers_image: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = broken_browsers_image
+    config = dataclasses.replace(
+        docker_config, docker_host=relay.url, images={"firefox": image}
+    )
+    provisioner = DockerProvisioner(grid_config, config)
+    offered: list[dict[str, str]] = []
+    probing = threading.Thread(
+        target=lambda: offered.extend(provisioner.offer(("firefox",)))
+    )
+    try:
+        # The engine goes away while the probe runs: it cannot be removed.
+        with caplog.at_level(logging.WARNING, logger="app.provisioners.docker"):
+            probing.start()
+            wait_for(
+                lambda: containers_from(engine_client, image, running=True),
+                30,
+                "the probe running",
+            )
+            relay.close()
+            probing.join(30)
+        assert not probing.is_alive()
+        assert offered == []
+        assert (
+            f"/usr/bin/firefox-esr --version in image {image!r} lost the Docker engine"
+        ) in caplog.text
+        assert "the reaper will remove it later" in caplog.text
+
+        # It carries the labels the reaper looks for ...
+        [left] = engine_client.containers.list(all=True, filters={"ancestor": image})
+        assert left.labels[GRID_LABEL] == grid_label(grid_config.redis_url)
+        assert left.labels[PROBE_LABEL] == "firefox"
+        # ... which keeps a young probe, some worker may still wait for it ...
+        assert reap(grid_config, docker_config) == []
+        # ... and removes one older than any probe runs.
+        monkeypatch.setattr(docker_provisioner, "PROBE_MAX_AGE", 0.0)
+        reaped = reap(grid_config, docker_config)
+        assert [(r.container, r.session_id) for r in reaped] == [(left.name, "")]
+        assert reaped[0].reason.startswith("a version probe left behind (")
+        assert containers_from(engine_client, image) == []
+    finally:
+        provisioner.close()
+        docker_harness.remove_containers(engine_client, PROBE_LABEL)
 
 
 def test_the_grid_label_leaves_out_credentials() -> None:

@@ -4,6 +4,7 @@ that nobody runs any more, keeps the others, and says why it removed each."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import uuid
@@ -15,11 +16,13 @@ import pytest
 from app import registry, settings
 from app.provisioners.docker import (
     GRID_LABEL,
+    PROBE_MAX_AGE,
     SESSION_LABEL,
     WORKER_LABEL,
     DockerNode,
     DockerProvisioner,
     DockerSettings,
+    probe_reason,
     reap,
     remove_container,
 )
@@ -125,3 +128,13 @@ def test_removing_a_container_already_gone_is_no_removal(
     container = engine_client.containers.create(node_image, network_mode="none")
     engine_client.containers.get(container.id).remove(force=True)
     assert remove_container(container) is False
+
+
+def test_a_probe_is_left_behind_only_once_no_probe_could_still_run() -> None:
+    created = "2026-12-03T19:12:00.250000000Z"
+    at = datetime.datetime(2026, 12, 3, 19, 12, 0, 250000, datetime.UTC).timestamp()
+    assert probe_reason(created, at + 5) == ""
+    assert probe_reason(created, at + PROBE_MAX_AGE + 1) == (
+        f"a version probe left behind ({PROBE_MAX_AGE + 1:.0f} s old)"
+    )
+    assert probe_reason("", at) == "a version probe left behind (of unknown age)"
