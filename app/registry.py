@@ -67,6 +67,10 @@ def direct_key(session_id: str) -> str:
     return DIRECT_PREFIX + session_id
 
 
+# Seconds a proxy may hold such notes before writing them, at most.
+TOUCH_INTERVAL = 0.5
+
+
 def touch_key(session_id: str) -> str:
     """When a proxy last passed a command of the session straight to its
     driver (Unix time), for the node's idle timeout."""

@@ -68,6 +68,8 @@ class NodeAgent:
         self.route: registry.Heartbeat | None = None
         self.last_activity = time.monotonic()
         self.commands = 0
+        # How late notes of commands sent straight to the driver may come.
+        self.note_lag = 0.0
         self._in_flight = 0
         self._tunnels = 0
         # WebSocket paths of the session ("/se/bidi", "/se/cdp") and where
@@ -253,6 +255,7 @@ class NodeAgent:
         any proxy that reaches it runs on this host."""
         if not is_loopback(self.grid.host) or self.driver is None:
             return
+        self.note_lag = registry.TOUCH_INTERVAL
         self.client.set(
             registry.direct_key(self.session_id),
             f"{self.driver.address} {self.driver_id}",
@@ -437,7 +440,7 @@ class NodeAgent:
             self._note_touch(grid[3])
         if self._tunnels:
             self.last_activity = time.monotonic()
-        idle = time.monotonic() - self.last_activity
+        idle = time.monotonic() - self.last_activity - self.note_lag
         if not self.commands and idle > self.first_timeout:
             return f"no command within {self.first_timeout:g} s of its start"
         if idle > self.idle_timeout:

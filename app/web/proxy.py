@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 import redis
 
 from app import registry, settings
@@ -64,8 +65,6 @@ CLIENT_CHECK = 0.5
 # driver answers up to this size are read whole to swap session ids.
 WHOLE_BODY = 1024 * 1024
 WHOLE_ANSWER = 1024 * 1024
-# Seconds between notes to Redis of sessions active through the proxy.
-TOUCH_INTERVAL = 1.0
 
 
 class RouteTable:
@@ -196,6 +195,53 @@ class RouteTable:
             gevent.sleep(self.config.heartbeat_interval)
 
 
+class ActivityNotes:
+    """Tells nodes, through Redis, when their sessions last had a command
+    that went straight to the driver, so their idle timeouts stay right.
+
+    A session's first command after a quiet spell is written at once, so a
+    node never takes a fresh session for unused; later ones are gathered and
+    written every `registry.TOUCH_INTERVAL`, so a node's view lags by at most that.
+    """
+
+    def __init__(self, client: redis.Redis, config: settings.Settings) -> None:
+        self.client = client
+        self.ttl = int(config.max_idle_timeout) + 60
+        self.pending: dict[str, float] = {}
+        self.written: dict[str, float] = {}
+        self.wake = gevent.event.Event()
+        gevent.spawn(self._write_forever)
+
+    def note(self, sid: str) -> None:
+        now = time.time()
+        self.pending[sid] = now
+        if now - self.written.get(sid, 0.0) >= registry.TOUCH_INTERVAL:
+            self.wake.set()
+
+    def _write_forever(self) -> None:
+        while True:
+            self.wake.wait(registry.TOUCH_INTERVAL)
+            self.wake.clear()
+            notes, self.pending = self.pending, {}
+            if notes:
+                self._write(notes)
+
+    def _write(self, notes: dict[str, float]) -> None:
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for sid, when in notes.items():
+                    pipe.set(registry.touch_key(sid), repr(when), ex=self.ttl)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not note activity of %d session(s): %s", len(notes), exc)
+            return
+        self.written = {
+            sid: when
+            for sid, when in {**self.written, **notes}.items()
+            if when > time.time() - registry.TOUCH_INTERVAL
+        }
+
+
 class Proxy:
     """Answers each request the proxy receives (see `app.http.server`)."""
 
@@ -205,9 +251,7 @@ class Proxy:
         self._upstreams: dict[str, Upstream] = {}
         self.max_body = config.max_body_mb * 1024 * 1024
         routes.on_node_gone = self._drop_upstream
-        # Sessions with commands sent straight to their drivers, and when.
-        self.touched: dict[str, float] = {}
-        gevent.spawn(self._flush_touches)
+        self.activity = ActivityNotes(routes.client, config)
 
     def _drop_upstream(self, address: str) -> None:
         upstream = self._upstreams.pop(address, None)
@@ -312,7 +356,7 @@ class Proxy:
         """A command sent to the driver itself, its session id swapped; None
         if the driver did not take it and the node should be asked."""
         address, driver_id = driver
-        self.touched[sid] = time.time()
+        self.activity.note(sid)
         path = rewrite.SESSION_PATH + driver_id + rest
         try:
             reply = self._send(request, address, path, body)
@@ -326,7 +370,7 @@ class Proxy:
             log.info("driver of %s failed (%s); asking its node", sid, exc)
             self.routes.drivers.pop(sid, None)
             return None
-        self.touched[sid] = time.time()
+        self.activity.note(sid)
         if reply.length is not None and reply.length <= WHOLE_ANSWER:
             data = rewrite.to_client(reply.read(), driver_id, sid)
             return Answer(reply.status, reply.headers, data, reason=reply.reason)
@@ -353,25 +397,6 @@ class Proxy:
                 f"the node of session {sid!r} failed to answer: {exc}",
                 session_id=sid,
             ) from None
-
-    def _flush_touches(self) -> None:
-        """Tell nodes, through Redis, which sessions had commands that went
-        straight to their drivers, once a second."""
-        ttl = int(self.config.max_idle_timeout) + 60
-        while True:
-            gevent.sleep(TOUCH_INTERVAL)
-            touched, self.touched = self.touched, {}
-            if not touched:
-                continue
-            try:
-                with self.routes.client.pipeline(transaction=False) as pipe:
-                    for sid, when in touched.items():
-                        pipe.set(registry.touch_key(sid), repr(when), ex=ttl)
-                    pipe.execute()
-            except redis.RedisError as exc:
-                log.warning(
-                    "could not note activity of %d session(s): %s", len(touched), exc
-                )
 
     def _body_to_forward(self, request: Request) -> bytes | Body:
         """Small bodies whole, so that a request can be sent again on a
