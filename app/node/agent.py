@@ -40,7 +40,7 @@ from app.http.client import Reply, Upstream
 from app.http.messages import TAKEN, Answer, Request, end_to_end
 from app.http.server import Server, error_answer, json_answer
 from app.http.tunnel import is_upgrade, tunnel
-from app.node import drivers, files, rewrite
+from app.node import drivers, files, rewrite, spare
 from app.node.config import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 # Seconds a stopping node waits for answers still being written.
 ANSWER_GRACE = 2.0
 DRIVER_LOG = "driver.log"
+# How often a starting driver is asked whether it listens (it takes ~10 ms).
+DRIVER_POLL = 0.005
 # Driver answers up to this size are read whole; larger ones stream on.
 WHOLE_ANSWER = 1024 * 1024
 
@@ -97,6 +99,8 @@ class NodeAgent:
             self._fail(exc)
             self._cleanup()
             return 1
+        finally:
+            spare.report_started()
         if not self._announce(capabilities):
             self._cleanup()
             return 0
@@ -154,7 +158,7 @@ class NodeAgent:
                 self.driver.request("GET", "/status", timeout=2)
                 return
             except OSError:
-                gevent.sleep(0.02)
+                gevent.sleep(DRIVER_POLL)
         raise SessionNotCreated(
             f"the {self.config.browser} driver did not answer within "
             f"{self.grid.startup_timeout:g} s (WEBGRID_STARTUP_TIMEOUT)"

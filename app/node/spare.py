@@ -7,10 +7,16 @@ stdin for one line of orders: a JSON object of the environment variables a
 cold node is started with. It applies them as a cold node has them from
 birth, then runs the agent like any node. At end of file (its worker closed
 the pipe, or died) it exits, having held nothing.
+
+Every node, spare or cold, is given the write end of a pipe
+(WEBGRID_NODE_STARTED_FD) that it closes once its browser has started, or
+failed to: its worker then starts the next spare, which would otherwise
+take CPU from the browser starting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -20,6 +26,7 @@ from typing import BinaryIO
 from app.errors import SettingsError
 
 SPARE_FLAG = "--spare"
+STARTED_FD_ENV = "WEBGRID_NODE_STARTED_FD"
 
 
 def encode_orders(orders: Mapping[str, str]) -> bytes:
@@ -77,3 +84,11 @@ def _release_stdin() -> None:
         os.dup2(devnull, 0)
     finally:
         os.close(devnull)
+
+
+def report_started() -> None:
+    """Close the pipe the worker waits on: the browser's start is over."""
+    descriptor = os.environ.pop(STARTED_FD_ENV, "")
+    if descriptor.isdigit():
+        with contextlib.suppress(OSError):
+            os.close(int(descriptor))

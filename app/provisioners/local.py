@@ -9,6 +9,8 @@ removes the folder.
 So that a new session need not wait for Python to start, the worker keeps
 spare nodes started (WEBGRID_SPARE_NODES) and hands one the session's
 orders; with none ready, or one that cannot take them, the node starts cold.
+The spare that replaces it starts once the node says its browser is up (or
+ends), so that the two do not start at once.
 """
 
 from __future__ import annotations
@@ -31,15 +33,13 @@ import psutil
 
 from app import settings
 from app.node.config import NODE_SESSION_ENV
-from app.node.spare import SPARE_FLAG, encode_orders
+from app.node.spare import SPARE_FLAG, STARTED_FD_ENV, encode_orders
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0
 # How long a dismissed spare may take to notice the end of its stdin.
 SPARE_GRACE = 1.0
-# How long after a session's start its successor spare starts.
-REFILL_DELAY = 1.5
 BROWSER_PROGRAMS = ("chrom", "firefox", "geckodriver", "crashhelper")
 # The folder that holds the `app` package, for the node's import path.
 SOURCE_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
@@ -112,12 +112,11 @@ class LocalProvisioner:
             "WEBGRID_NODE_TMPDIR": tmp,
         }
         try:
-            process = self._order_spare(session_id, orders) or _start_cold(orders)
+            process = self._order_spare(session_id, orders) or self._start_cold(orders)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+            self.spares.refill()
             raise
-        finally:
-            self.spares.refill_soon()
         log.debug("node %s started as process %d", session_id, process.pid)
         return LocalNode(session_id, process, tmp)
 
@@ -132,20 +131,51 @@ class LocalProvisioner:
         spare = self.spares.take()
         if spare is None:
             return None
-        assert spare.stdin is not None
+        assert spare.process.stdin is not None
         try:
-            spare.stdin.write(encode_orders(orders))
-            spare.stdin.close()
+            spare.process.stdin.write(encode_orders(orders))
+            spare.process.stdin.close()
         except OSError as exc:
             log.warning(
                 "spare node %d took no orders (%s); session %s starts cold",
-                spare.pid,
+                spare.process.pid,
                 exc,
                 session_id,
             )
-            _dismiss(spare)
+            spare.dismiss()
             return None
-        return spare
+        self.spares.refill_once_started(spare.started)
+        return spare.process
+
+    def _start_cold(self, orders: dict[str, str]) -> subprocess.Popen[bytes]:
+        env = {**_node_environ(), **orders}
+        process, started = _spawn(
+            NODE_COMMAND, env, orders["TMPDIR"], subprocess.DEVNULL
+        )
+        self.spares.refill_once_started(started)
+        return process
+
+
+class Spare:
+    """A spare node process, and the pipe it closes once its browser is up."""
+
+    def __init__(self, process: subprocess.Popen[bytes], started: int) -> None:
+        self.process = process
+        self.started = started
+
+    def dismiss(self) -> None:
+        """Stop it: end its stdin, which it exits on, and reap it."""
+        os.close(self.started)
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(SPARE_GRACE)
+        except subprocess.TimeoutExpired:
+            # It is still importing, not yet reading; it holds nothing to lose.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 class SparePool:
@@ -161,12 +191,12 @@ class SparePool:
         self.size = size
         self.redis_url = redis_url
         self.command = tuple(command)
-        self._idle: list[subprocess.Popen[bytes]] = []
+        self._idle: list[Spare] = []
         self._starters: list[threading.Thread] = []
         self._closed = False
         self._lock = threading.Lock()
 
-    def take(self) -> subprocess.Popen[bytes] | None:
+    def take(self) -> Spare | None:
         """A live spare, or None; spares that died meanwhile are reaped."""
         with self._lock:
             self._drop_dead()
@@ -192,13 +222,24 @@ class SparePool:
         for starter in starters:
             starter.start()
 
-    def refill_soon(self) -> None:
-        """Refill once a node that took a spare has had time to start."""
+    def refill_once_started(self, started: int) -> None:
+        """Refill once a node has closed its end of the `started` pipe."""
         # NOTE: a spare's Python start costs about half a CPU-second; begun
-        # at once, it would slow the browser the taken spare is starting.
-        timer = threading.Timer(REFILL_DELAY, self.refill)
-        timer.daemon = True
-        timer.start()
+        # at once, it would slow the browser the node is starting.
+        threading.Thread(
+            target=self._refill_at_end_of,
+            args=(started,),
+            name="spare refill",
+            daemon=True,
+        ).start()
+
+    def _refill_at_end_of(self, started: int) -> None:
+        try:
+            while os.read(started, 64):
+                pass
+        finally:
+            os.close(started)
+        self.refill()
 
     def close(self) -> None:
         """Stop every spare and wait for those still starting."""
@@ -210,72 +251,65 @@ class SparePool:
         with self._lock:
             idle, self._idle = self._idle, []
         for spare in idle:
-            _dismiss(spare)
+            spare.dismiss()
 
     def _start_one(self) -> None:
         env = {**_node_environ(), "REDIS_URL": self.redis_url}
         try:
             # NOTE: `-m` puts the working folder on the import path; the
             # source folder adds nothing there that PYTHONPATH does not.
-            spare = subprocess.Popen(
-                self.command,
-                env=env,
-                cwd=SOURCE_ROOT,
-                stdin=subprocess.PIPE,
-                start_new_session=True,
-            )
+            process, started = _spawn(self.command, env, SOURCE_ROOT, subprocess.PIPE)
         except OSError:
             log.warning("could not start a spare node; nodes start cold", exc_info=True)
             return
-        log.debug("spare node started as process %d", spare.pid)
-        self._keep(spare)
+        log.debug("spare node started as process %d", process.pid)
+        self._keep(Spare(process, started))
 
-    def _keep(self, spare: subprocess.Popen[bytes]) -> None:
+    def _keep(self, spare: Spare) -> None:
         with self._lock:
             if not self._closed:
                 self._idle.append(spare)
                 return
-        _dismiss(spare)
+        spare.dismiss()
 
     def _drop_dead(self) -> None:
-        for spare in [s for s in self._idle if s.poll() is not None]:
+        for spare in [s for s in self._idle if s.process.poll() is not None]:
             log.warning(
                 "spare node %d had exited with code %s; a new one starts",
-                spare.pid,
-                spare.returncode,
+                spare.process.pid,
+                spare.process.returncode,
             )
+            os.close(spare.started)
             self._idle.remove(spare)
 
 
-def _start_cold(orders: dict[str, str]) -> subprocess.Popen[bytes]:
-    tmp = orders["TMPDIR"]
-    return subprocess.Popen(
-        NODE_COMMAND,
-        env={**_node_environ(), **orders},
-        cwd=tmp,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def _spawn(
+    command: Sequence[str], env: dict[str, str], cwd: str, stdin: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a node in a Unix session of its own; return it with the read
+    end of the pipe it closes once its browser has started."""
+    started, signal_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            command,
+            env={**env, STARTED_FD_ENV: str(signal_end)},
+            cwd=cwd,
+            stdin=stdin,
+            start_new_session=True,
+            pass_fds=(signal_end,),
+        )
+    except OSError:
+        os.close(started)
+        raise
+    finally:
+        os.close(signal_end)
+    return process, started
 
 
 def _node_environ() -> dict[str, str]:
     """The worker's environment, with the `app` package importable."""
     path = os.pathsep.join(filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path}
-
-
-def _dismiss(spare: subprocess.Popen[bytes]) -> None:
-    """Stop a spare: end its stdin, which it exits on, and reap it."""
-    with contextlib.suppress(OSError):
-        if spare.stdin is not None:
-            spare.stdin.close()
-    try:
-        spare.wait(SPARE_GRACE)
-    except subprocess.TimeoutExpired:
-        # It is still importing, not yet reading; it holds nothing to lose.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(spare.pid, signal.SIGKILL)
-        spare.wait()
 
 
 def kill_session(session_id: str, leader: int) -> int:

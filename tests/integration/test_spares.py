@@ -6,6 +6,7 @@ its worker that serves no session.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -27,6 +28,7 @@ from app.node.spare import SPARE_FLAG, encode_orders
 from app.provisioners.local import (
     NODE_COMMAND,
     SPARE_GRACE,
+    LocalNode,
     LocalProvisioner,
     SparePool,
 )
@@ -41,6 +43,16 @@ DEAF_RUNNING = ("sleep", "61")
 # has a child in its group.
 SLOW = ("sh", "-c", "sleep 62; true")
 SLOW_CHILD = ("sleep", "62")
+# One that takes its orders, says it started 3 s later, and runs on.
+REPORTING = (
+    sys.executable,
+    "-c",
+    "import os, sys, time; sys.stdin.readline(); time.sleep(3); "
+    "os.close(int(os.environ['WEBGRID_NODE_STARTED_FD'])); time.sleep(63)",
+)
+# One that takes its orders and exits without a word.
+FAILING = ("sh", "-c", "read orders; exit 3")
+Spared = tuple[SparePool, LocalNode]
 
 
 def exited(process: psutil.Process) -> bool:
@@ -273,3 +285,47 @@ def test_close_right_after_refill_leaves_no_spare(redis_url: str) -> None:
     pool.refill()
     pool.close()
     assert running(SLOW) == running(SLOW_CHILD) == []
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@contextlib.contextmanager
+def ordered(redis_url: str, stand_in: tuple[str, ...]) -> Iterator[Spared]:
+    """A session given to a stand-in spare; afterwards, every process and
+    pipe of the provisioner's is gone."""
+    descriptors = open_descriptors()
+    config = settings.Settings(redis_url=redis_url, spare_nodes=0)
+    pool = SparePool(1, redis_url, command=stand_in)
+    provisioner = LocalProvisioner(config, spares=pool)
+    wait_for(pool.ready, 10, "the stand-in spare")
+    node = provisioner.start(uuid.uuid4().hex, "chrome", {}, "w-test")
+    try:
+        assert node.process.args == stand_in
+        yield pool, node
+    finally:
+        node.stop()
+        provisioner.close()
+    assert running(stand_in) == []
+    wait_for(lambda: open_descriptors() == descriptors, 10, "the pipes to close")
+
+
+def test_the_next_spare_starts_once_the_node_says_its_browser_started(
+    redis_url: str,
+) -> None:
+    with ordered(redis_url, REPORTING) as (pool, node):
+        # Not while the node is starting its browser (3 s here)...
+        time.sleep(1)
+        assert pool.ready() == 0
+        # ...but once it says it has, though it runs on.
+        wait_for(pool.ready, 10, "the next spare")
+        assert node.process.poll() is None
+
+
+def test_a_node_that_ends_without_a_word_lets_the_next_spare_start(
+    redis_url: str,
+) -> None:
+    with ordered(redis_url, FAILING) as (pool, node):
+        assert node.wait(10) == 3
+        wait_for(pool.ready, 10, "the next spare")
