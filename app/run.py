@@ -1,9 +1,10 @@
 """The all-in-one grid (`python -m app.run`, what `make run` starts).
 
-Starts Redis (embedded, unless REDIS_URL is set), a manager, one worker and
-the proxy as child processes; logs one line when the grid is ready; on
-SIGINT or SIGTERM stops them all, the worker's nodes and browsers included.
-If any child dies, everything is stopped and the exit code says so.
+Starts Redis (embedded, unless REDIS_URL is set), one worker, and the
+proxy with a manager in one process, as child processes; logs one line when
+the grid is ready; on SIGINT or SIGTERM stops them all, the worker's nodes
+and browsers included. If any child dies, everything is stopped and the
+exit code says so.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ COMMANDS = {
     "manager": [PYTHON, "-m", "app.web", "manager"],
     "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "--loglevel", "INFO"],
     "proxy": [PYTHON, "-m", "app.web", "proxy"],
+}
+# The all-in-one grid serves its proxy and manager from one process.
+ALL_IN_ONE = {
+    "web": [PYTHON, "-m", "app.web", "proxy", "manager"],
+    "worker": COMMANDS["worker"],
 }
 # The all-in-one grid stops its worker's sessions at once when it stops;
 # a worker of its own would give them WEBGRID_DRAIN_TIMEOUT to end.
@@ -87,8 +93,9 @@ class Supervisor:
         return process.wait()
 
     def stop_all(self) -> None:
-        # The proxy first, so no new request arrives; the worker last but one.
-        for name in ("proxy", "manager", *reversed(list(self.children))):
+        # The proxy first, so no new request arrives; then the manager.
+        first = ("proxy", "web", "manager")
+        for name in (*first, *reversed(list(self.children))):
             if name in self.children:
                 self.stop(name)
 
@@ -130,7 +137,7 @@ def run(config: settings.Settings) -> int:
         )
         supervisor = Supervisor({**os.environ, "REDIS_URL": redis_url})
         stack.callback(supervisor.stop_all)
-        for name, command in COMMANDS.items():
+        for name, command in ALL_IN_ONE.items():
             supervisor.spawn(
                 name, command, env=WORKER_ENV if name == "worker" else None
             )

@@ -38,6 +38,7 @@ READY_TIMEOUT = 120.0
 Parts = Callable[[psutil.Process], dict[str, psutil.Process]]
 # How the all-in-one grid's children are told apart, by their command line.
 GRID_ROLES = (
+    ("proxy and manager", ("app.web", "proxy", "manager")),
     ("proxy", ("app.web", "proxy")),
     ("manager", ("app.web", "manager")),
     ("worker", ("celery", "worker")),
@@ -231,7 +232,7 @@ def grid(slots: int, idle_timeout: float) -> ProcessEnd:
         stop_timeout=90.0,
         own_tmpdir=False,
         parts=grid_parts,
-        counted=("proxy", "manager", "worker", "spare node"),
+        counted=("proxy and manager", "worker", "spare node"),
     )
 
 

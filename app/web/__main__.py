@@ -1,4 +1,10 @@
-"""Serve the proxy or a manager: `python -m app.web proxy|manager`."""
+"""Serve the proxy, a manager or both: `python -m app.web proxy|manager ...`.
+
+Given both roles (`python -m app.web proxy manager`, as the all-in-one grid
+runs them), one process serves the two on one gevent hub: they share the
+interpreter, gevent and the Redis client library, so the pair costs less
+memory than two processes.
+"""
 
 from gevent import monkey
 
@@ -8,6 +14,7 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
@@ -20,10 +27,13 @@ from app.patching import require_patched  # noqa: E402
 
 log = logging.getLogger("app.web")
 
-USAGE = "usage: python -m app.web proxy|manager"
+USAGE = "usage: python -m app.web proxy|manager [proxy|manager]"
 
 
-def serve_proxy(config: settings.Settings) -> None:
+Stop = Callable[[], None]
+
+
+def start_proxy(config: settings.Settings) -> Stop:
     from app.http.server import Server
     from app.web.proxy import Proxy, RouteTable
 
@@ -33,11 +43,10 @@ def serve_proxy(config: settings.Settings) -> None:
     server = Server((config.proxy_bind, config.proxy_port), Proxy(config, routes))
     server.start()
     log.info("proxy serving on http://%s:%d", config.proxy_bind, server.server_port)
-    _wait_for_signal()
-    server.stop(timeout=5)
+    return lambda: server.stop(timeout=5)
 
 
-def serve_manager(config: settings.Settings) -> None:
+def start_manager(config: settings.Settings) -> Stop:
     from app.orchestrator import celery
     from app.web.manager import create_app
 
@@ -60,9 +69,19 @@ def serve_manager(config: settings.Settings) -> None:
     )
     heartbeat.start()
     log.info("manager serving on http://%s", address)
-    _wait_for_signal()
-    heartbeat.stop()
-    server.stop(timeout=5)
+
+    def stop() -> None:
+        heartbeat.stop()
+        server.stop(timeout=5)
+
+    return stop
+
+
+# In the order they stop: the proxy first, so that no request comes in.
+ROLES: dict[str, Callable[[settings.Settings], Stop]] = {
+    "proxy": start_proxy,
+    "manager": start_manager,
+}
 
 
 def _wait_for_signal() -> None:
@@ -73,20 +92,23 @@ def _wait_for_signal() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in ("proxy", "manager"):
+    if not argv or len(set(argv)) != len(argv) or not set(argv) <= set(ROLES):
         print(USAGE, file=sys.stderr)
         return 2
-    require_patched(argv[0])
+    roles = [role for role in ROLES if role in argv]
+    name = " and ".join(roles)
+    require_patched(name)
     try:
         config = settings.get()
     except SettingsError as exc:
-        print(f"{argv[0]}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level)
-    if argv[0] == "proxy":
-        serve_proxy(config)
-    else:
-        serve_manager(config)
+    # Started manager first, so that the proxy has one to send to at once.
+    stops = {role: ROLES[role](config) for role in reversed(roles)}
+    _wait_for_signal()
+    for role in roles:
+        stops[role]()
     return 0
 
 

@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
-from app.run import COMMANDS, PYTHON
+from app.run import ALL_IN_ONE, COMMANDS, PYTHON
 
 STARTS = {
     **COMMANDS,
+    "proxy and manager": ALL_IN_ONE["web"],
     "all-in-one": [PYTHON, "-m", "app.run"],
 }
 
@@ -27,6 +28,17 @@ def test_bad_setting_stops_the_start(component: str, name: str, value: str) -> N
     )
     assert done.returncode != 0
     assert f"{name}={value!r} is not valid" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "roles", [[], ["router"], ["proxy", "proxy"], ["manager", "worker"]]
+)
+def test_web_refuses_roles_it_does_not_serve(roles: list[str]) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "app.web", *roles], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr == "usage: python -m app.web proxy|manager [proxy|manager]\n"
 
 
 def test_unpatched_server_refuses_to_start() -> None:

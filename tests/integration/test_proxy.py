@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 from selenium import webdriver
+from selenium.webdriver.remote.client_config import ClientConfig
 
 from tests.harness import Grid, wait_for
 from tests.integration.test_failures import start_session
@@ -103,14 +104,30 @@ def test_basic_auth(make_grid: Callable[..., Grid]) -> None:
         assert answer.headers["WWW-Authenticate"].startswith("Basic ")
     assert requests.get(grid.url + "/status", timeout=10).status_code == 200
 
-    url = f"http://ada:s3cret@127.0.0.1:{grid.port}"
-    driver = webdriver.Remote(url, options=webdriver.ChromeOptions())
+    config = ClientConfig(grid.url, username="ada", password="s3cret")
+    driver = webdriver.Remote(
+        grid.url, options=webdriver.ChromeOptions(), client_config=config
+    )
     try:
         assert driver.title == ""
         anonymous = requests.get(f"{grid.url}/session/{driver.session_id}/title")
         assert anonymous.status_code == 401
     finally:
         driver.quit()
+
+
+def test_basic_auth_from_credentials_in_the_url(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(WEBGRID_USERNAME="ada", WEBGRID_PASSWORD="s3cret")
+    url = f"http://ada:s3cret@127.0.0.1:{grid.port}"
+    # Selenium warns that credentials in a URL may leak; many clients do it.
+    with pytest.warns(UserWarning, match="username and password in URL"):
+        driver = webdriver.Remote(url, options=webdriver.ChromeOptions())
+        try:
+            assert driver.title == ""
+        finally:
+            driver.quit()
 
 
 def test_redis_refusing_config_falls_back_to_polling(
