@@ -4,13 +4,18 @@ Every worker runs it when it starts and then periodically; running it twice
 at once is harmless, since a record only ends once. It ends the records of
 sessions whose worker is gone (and whose node no longer heartbeats), and of
 requests left queued by a manager that died, and kills node processes on
-this host whose worker process is gone.
+this host whose worker process is gone. The temporary folder of a local
+node whose worker and node both died goes with its record, when the folder
+is on this host.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pathlib
+import platform
+import shutil
 import signal
 import threading
 import time
@@ -20,6 +25,7 @@ import redis
 
 from app import registry, settings
 from app.node.config import NODE_SESSION_ENV
+from app.provisioners.local import folder_prefix
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,22 @@ def reap(client: redis.Redis, config: settings.Settings) -> list[str]:
             client, session_id, reason, retention=config.session_retention
         ):
             log.warning("reaped session %s: %s", session_id, reason)
+            _remove_folder(session_id, record)
             ended.append(session_id)
     return ended
+
+
+def _remove_folder(session_id: str, record: dict[str, str]) -> None:
+    """Remove the folder a dead local node left, if it is on this host and
+    named as the local provisioner names a session's folder."""
+    folder = pathlib.Path(record.get("node_tmpdir", ""))
+    if record.get("node_host") != platform.node() or not folder.name.startswith(
+        folder_prefix(session_id)
+    ):
+        return
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("removed %s, the folder session %s left", folder, session_id)
 
 
 def _reason_to_end(

@@ -100,7 +100,7 @@ class LocalProvisioner:
     ) -> LocalNode:
         # NOTE: short, since Chromium's socket paths under it must stay
         # below the 108 bytes a unix socket path may have.
-        tmp = tempfile.mkdtemp(prefix=f"wg-{session_id[:8]}-")
+        tmp = tempfile.mkdtemp(prefix=folder_prefix(session_id))
         orders = {
             "REDIS_URL": self.config.redis_url,
             NODE_SESSION_ENV: session_id,
@@ -281,6 +281,11 @@ class SparePool:
             )
             os.close(spare.started)
             self._idle.remove(spare)
+
+
+def folder_prefix(session_id: str) -> str:
+    """How the name of a session's temporary folder begins."""
+    return f"wg-{session_id[:8]}-"
 
 
 def _spawn(

@@ -9,6 +9,7 @@ runs, so Celery's own `inspect active` lists one task per live session.
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from typing import Any
 
@@ -75,8 +76,14 @@ def _run_node(
         return "failed"
 
     if isinstance(node, LocalNode):
+        # What the reaper needs should worker and node both die.
         orchestrator.client.hset(
-            registry.session_key(session_id), "node_pid", node.process.pid
+            registry.session_key(session_id),
+            mapping={
+                "node_pid": node.process.pid,
+                "node_host": platform.node(),
+                "node_tmpdir": node.tmpdir,
+            },
         )
 
     def stop_for_worker(reason: str) -> None:

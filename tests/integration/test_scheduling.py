@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import shutil
 import signal
 import socket
 import threading
@@ -14,6 +16,7 @@ from typing import Any
 import requests
 from selenium import webdriver
 
+from app import registry
 from app.run import COMMANDS
 from tests.harness import Grid, wait_for
 from tests.integration.test_failures import assert_cleaned, start_session
@@ -216,19 +219,43 @@ def test_drain_timeout_stops_what_is_left(make_grid: Callable[..., Grid]) -> Non
     assert grid.session_processes(session_id) == []
 
 
+def kill_node_and_worker(grid: Grid, session_id: str) -> pathlib.Path:
+    """SIGKILL the session's node and its worker, let an heir reap them;
+    return the folder the node had."""
+    record = grid.record(session_id)
+    os.killpg(int(record["node_pid"]), signal.SIGKILL)
+    os.kill(grid.supervisor.children["worker-w0"].pid, signal.SIGKILL)
+    assert grid.record(session_id)["state"] == "running"
+    grid.start_worker("heir")
+    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 30, "reaped")
+    assert grid.record(session_id)["reason"].startswith("its worker w0@")
+    assert grid.session_processes(session_id) == []
+    return pathlib.Path(record["node_tmpdir"])
+
+
 def test_reaper_ends_what_a_dead_worker_and_node_left(
     make_grid: Callable[..., Grid],
 ) -> None:
     grid = make_grid()
     session_id = start_session(grid)
-    node_pid = int(grid.record(session_id)["node_pid"])
-    worker = grid.supervisor.children["worker-w0"]
-    os.killpg(node_pid, signal.SIGKILL)
-    os.kill(worker.pid, signal.SIGKILL)
-    assert grid.record(session_id)["state"] == "running"
+    assert pathlib.Path(grid.record(session_id)["node_tmpdir"]).is_dir()
+    folder = kill_node_and_worker(grid, session_id)
+    assert not folder.exists()
+    assert f"removed {folder}, the folder session {session_id} left" in grid.log(
+        "worker-heir"
+    )
+    delete(grid, start_session(grid))
 
-    grid.start_worker("heir")
-    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 30, "reaped")
-    assert grid.record(session_id)["reason"].startswith("its worker w0@")
-    assert grid.session_processes(session_id) == []
+
+def test_reaper_leaves_a_folder_another_host_recorded(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid()
+    session_id = start_session(grid)
+    # The same folder, as a node on another host would have recorded it.
+    key = registry.session_key(session_id)
+    grid.client.hset(key, "node_host", "elsewhere.example")
+    folder = kill_node_and_worker(grid, session_id)
+    assert folder.is_dir()
+    shutil.rmtree(folder)
     delete(grid, start_session(grid))
