@@ -97,11 +97,14 @@ class NodeAgent:
             self._serve()
         except WebDriverError as exc:
             self._fail(exc)
+            spare.report_started()
             self._cleanup()
             return 1
-        finally:
-            spare.report_started()
-        if not self._announce(capabilities):
+        announced = self._announce(capabilities)
+        # Once the client has its answer: the next spare's start would
+        # slow the announcement down.
+        spare.report_started()
+        if not announced:
             self._cleanup()
             return 0
         gevent.spawn(self._watch)
