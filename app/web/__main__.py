@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level)
-    # Started manager first, so that the proxy has one to send to at once.
+    # The manager starts first, so that the proxy has one to send to at once.
     stops = {role: ROLES[role](config) for role in reversed(roles)}
     _wait_for_signal()
     for role in roles:
