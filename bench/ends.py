@@ -28,6 +28,7 @@ from typing import IO, Protocol
 
 import psutil
 
+from app import settings as grid_settings
 from bench import processes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -209,8 +210,11 @@ def bare() -> ProcessEnd:
     return ProcessEnd("bare", command, port=port, counted=("chromedriver",))
 
 
-def grid(slots: int, idle_timeout: float) -> ProcessEnd:
-    """The all-in-one grid (`python -m app.run`), with its embedded Redis."""
+def grid(
+    slots: int, idle_timeout: float, *, name: str = "grid", **settings: str
+) -> ProcessEnd:
+    """The all-in-one grid (`python -m app.run`), with its embedded Redis;
+    `settings` are environment variables on top of this process's."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(
@@ -219,21 +223,27 @@ def grid(slots: int, idle_timeout: float) -> ProcessEnd:
         WEBGRID_LOG_LEVEL="WARNING",
         WEBGRID_SLOTS=str(slots),
         WEBGRID_IDLE_TIMEOUT=f"{idle_timeout:g}",
+        **settings,
     )
     command = [sys.executable, "-m", "app.run"]
     # NOTE: app.run stops its children one after the other, each within 20 s.
     # The grid gives each session a temp folder of its own, with a long name:
     # under another folder than /tmp, Chromium's socket path gets too long.
     return ProcessEnd(
-        "grid",
+        name,
         command,
         port=port,
         env=env,
         stop_timeout=90.0,
         own_tmpdir=False,
         parts=grid_parts,
-        counted=("proxy and manager", "worker", "spare node"),
+        counted=("proxy and manager", "worker", *spare_part(env)),
     )
+
+
+def spare_part(env: dict[str, str]) -> tuple[str, ...]:
+    """The spare node, if the grid keeps one (WEBGRID_SPARE_NODES)."""
+    return ("spare node",) if grid_settings.from_environ(env).spare_nodes else ()
 
 
 def grid_parts(supervisor: psutil.Process) -> dict[str, psutil.Process]:
