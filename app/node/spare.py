@@ -9,9 +9,9 @@ birth, then runs the agent like any node. At end of file (its worker closed
 the pipe, or died) it exits, having held nothing.
 
 Every node, spare or cold, is given the write end of a pipe
-(WEBGRID_NODE_STARTED_FD) that it closes once its browser has started, or
-failed to: its worker then starts the next spare, which would otherwise
-take CPU from the browser starting.
+(WEBGRID_NODE_STARTED_FD) that it closes once its session has started and
+the client has its answer, or once the start failed: its worker then starts
+the next spare, which would otherwise take CPU from the browser starting.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _release_stdin() -> None:
 
 
 def report_started() -> None:
-    """Close the pipe the worker waits on: the browser's start is over."""
+    """Close the pipe the worker waits on: the session's start is over."""
     descriptor = os.environ.pop(STARTED_FD_ENV, "")
     if descriptor.isdigit():
         with contextlib.suppress(OSError):

@@ -9,8 +9,8 @@ removes the folder.
 So that a new session need not wait for Python to start, the worker keeps
 spare nodes started (WEBGRID_SPARE_NODES) and hands one the session's
 orders; with none ready, or one that cannot take them, the node starts cold.
-The spare that replaces it starts once the node says its browser is up (or
-ends), so that the two do not start at once.
+The spare that replaces it starts once the node says its session has
+started (or ends), so that the two do not start at once.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class LocalProvisioner:
 
 
 class Spare:
-    """A spare node process, and the pipe it closes once its browser is up."""
+    """A spare node process, and the pipe it closes once its session started."""
 
     def __init__(self, process: subprocess.Popen[bytes], started: int) -> None:
         self.process = process
@@ -292,7 +292,7 @@ def _spawn(
     command: Sequence[str], env: dict[str, str], cwd: str, stdin: int
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start a node in a Unix session of its own; return it with the read
-    end of the pipe it closes once its browser has started."""
+    end of the pipe it closes once its session has started."""
     started, signal_end = os.pipe()
     try:
         process = subprocess.Popen(
