@@ -40,8 +40,6 @@ Parts = Callable[[psutil.Process], dict[str, psutil.Process]]
 # How the all-in-one grid's children are told apart, by their command line.
 GRID_ROLES = (
     ("proxy and manager", ("app.web", "proxy", "manager")),
-    ("proxy", ("app.web", "proxy")),
-    ("manager", ("app.web", "manager")),
     ("worker", ("celery", "worker")),
     ("redis", ("redis-server",)),
     ("spare node", ("app.node", "--spare")),
