@@ -16,6 +16,7 @@ import platform
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -71,6 +72,7 @@ class Orchestrator:
         self._held: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stoppers: dict[str, Callable[[str], None]] = {}
+        self._stopped_for: str | None = None
         self.draining = False
         self.reaper = Reaper(self.client, config)
         self.heartbeat = registry.Heartbeat(
@@ -147,13 +149,20 @@ class Orchestrator:
             self.heartbeat.beat()
 
     def on_stop(self, session_id: str, stopper: Callable[[str], None]) -> None:
-        """Register how to stop `session_id`'s node when the worker ends."""
+        """Register how to stop `session_id`'s node when the worker ends; if
+        its nodes are being stopped already, stop this one now."""
         with self._lock:
-            self._stoppers[session_id] = stopper
+            reason = self._stopped_for
+            if reason is None:
+                self._stoppers[session_id] = stopper
+                return
+        stopper(reason)
 
     def stop_all(self, reason: str) -> None:
-        """Stop every node of this worker, side by side, and wait for them."""
+        """Stop every node of this worker, side by side, and wait for them;
+        a node whose start ends later is stopped as soon as it registers."""
         with self._lock:
+            self._stopped_for = self._stopped_for or reason
             stoppers = list(self._stoppers.values())
         threads = [threading.Thread(target=stop, args=(reason,)) for stop in stoppers]
         for thread in threads:
@@ -223,17 +232,32 @@ def _on_worker_ready(**_: Any) -> None:
     )
 
 
+COLD_SHUTDOWN = "its worker was stopped at once"
+
+
 @signals.worker_shutting_down.connect
 def _on_worker_shutting_down(how: str = "", **_: Any) -> None:
-    if _current is None:
+    orchestrator = _current
+    if orchestrator is None:
         return
     if how == "Warm":
-        _current.drain()
+        _off_the_gevent_loop(orchestrator.drain)
     else:
         # NOTE: on a cold shutdown Celery cancels running tasks, which its
         # thread pool cannot do; the nodes are stopped here first so that
-        # none outlives the worker.
-        _current.stop_all("its worker was stopped at once")
+        # none outlives the worker. Its gevent pool can (see provision_node).
+        _off_the_gevent_loop(lambda: orchestrator.stop_all(COLD_SHUTDOWN))
+
+
+def _off_the_gevent_loop(work: Callable[[], None]) -> None:
+    """Do `work` now, or in a greenlet of its own if this is gevent's loop:
+    a worker on gevent's pool gets its signals there, where nothing may wait.
+    Its nodes are stopped for certain later, at `worker_shutdown`."""
+    gevent = sys.modules.get("gevent")
+    if gevent is not None and gevent.getcurrent() is gevent.get_hub():
+        gevent.spawn(work)
+    else:
+        work()
 
 
 @signals.worker_shutdown.connect

@@ -1,10 +1,10 @@
 """The all-in-one grid (`python -m app.run`, what `make run` starts).
 
-Starts Redis (embedded, unless REDIS_URL is set), one worker, and the
-proxy with a manager in one process, as child processes; logs one line when
-the grid is ready; on SIGINT or SIGTERM stops them all, the worker's nodes
-and browsers included. If any child dies, everything is stopped and the
-exit code says so.
+Starts Redis (embedded, unless REDIS_URL is set) and one child process
+serving the proxy, a manager and a worker (`python -m app.web proxy manager
+worker`); logs one line when the grid is ready; on SIGINT or SIGTERM stops
+it all, the worker's nodes and browsers included. If the child dies,
+everything is stopped and the exit code says so.
 """
 
 from __future__ import annotations
@@ -36,11 +36,8 @@ COMMANDS = {
     "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "--loglevel", "INFO"],
     "proxy": [PYTHON, "-m", "app.web", "proxy"],
 }
-# The all-in-one grid serves its proxy and manager from one process.
-ALL_IN_ONE = {
-    "web": [PYTHON, "-m", "app.web", "proxy", "manager"],
-    "worker": COMMANDS["worker"],
-}
+# The all-in-one grid serves its proxy, manager and worker from one process.
+ALL_IN_ONE = {"grid": [PYTHON, "-m", "app.web", "proxy", "manager", "worker"]}
 # The all-in-one grid stops its worker's sessions at once when it stops;
 # a worker of its own would give them WEBGRID_DRAIN_TIMEOUT to end.
 WORKER_ENV = {"WEBGRID_DRAIN_TIMEOUT": "0"}
@@ -94,7 +91,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         # The proxy first, so no new request arrives; then the manager.
-        first = ("proxy", "web", "manager")
+        first = ("proxy", "manager")
         for name in (*first, *reversed(list(self.children))):
             if name in self.children:
                 self.stop(name)
@@ -138,9 +135,7 @@ def run(config: settings.Settings) -> int:
         supervisor = Supervisor({**os.environ, "REDIS_URL": redis_url})
         stack.callback(supervisor.stop_all)
         for name, command in ALL_IN_ONE.items():
-            supervisor.spawn(
-                name, command, env=WORKER_ENV if name == "worker" else None
-            )
+            supervisor.spawn(name, command, env=WORKER_ENV)
         message = wait_ready(config.proxy_port, supervisor, READY_TIMEOUT)
         log.info(
             "grid ready at http://localhost:%d (%s); Ctrl-C stops it",

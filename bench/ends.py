@@ -38,9 +38,10 @@ READY_TIMEOUT = 120.0
 
 Parts = Callable[[psutil.Process], dict[str, psutil.Process]]
 # How the all-in-one grid's children are told apart, by their command line.
+# The one process of the all-in-one grid serves all three.
+GRID_PROCESS = "proxy, manager and worker"
 GRID_ROLES = (
-    ("proxy and manager", ("app.web", "proxy", "manager")),
-    ("worker", ("celery", "worker")),
+    (GRID_PROCESS, ("app.web", "proxy", "manager", "worker")),
     ("redis", ("redis-server",)),
     ("spare node", ("app.node", "--spare")),
 )
@@ -235,7 +236,7 @@ def grid(
         stop_timeout=90.0,
         own_tmpdir=False,
         parts=grid_parts,
-        counted=("proxy and manager", "worker", *spare_part(env)),
+        counted=(GRID_PROCESS, *spare_part(env)),
     )
 
 
@@ -251,10 +252,10 @@ def grid_parts(supervisor: psutil.Process) -> dict[str, psutil.Process]:
         role = grid_role(child)
         if role:
             found[role] = child
-    if "worker" in found:
+    if GRID_PROCESS in found:
         # The node a worker keeps started for its next session belongs to
         # the control plane too (WEBGRID_SPARE_NODES).
-        for child in found["worker"].children():
+        for child in found[GRID_PROCESS].children():
             if grid_role(child) == "spare node":
                 found["spare node"] = child
     return found

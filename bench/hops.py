@@ -102,7 +102,7 @@ def paths(
         if name == report.GRID:
             node = node_agent(tracker)
             on_node = {"node": [node], **driver_of(node)}
-            hops = {"proxy": [end.parts()["proxy and manager"]], **on_node}
+            hops = {"proxy": [end.parts()[ends.GRID_PROCESS]], **on_node}
             found.append(Path("node", listening(node), session_id, on_node))
             found.append(Path("proxy", address, session_id, hops))
         elif name == report.GRID4:

@@ -24,11 +24,16 @@ def make_grid(
     """Start grids, each on its own Redis; all stop at the session's end."""
     grids: list[Grid] = []
 
-    def make(workers: int = 1, redis_args: tuple[str, ...] = (), **env: str) -> Grid:
+    def make(
+        workers: int = 1,
+        redis_args: tuple[str, ...] = (),
+        one_process: bool = False,
+        **env: str,
+    ) -> Grid:
         logs = tmp_path_factory.mktemp("grid")
         grid = Grid(logs, env, redis_args)
         grids.append(grid)
-        return grid.start(workers=workers)
+        return grid.start(workers=workers, one_process=one_process)
 
     yield make
     left = []

@@ -21,7 +21,7 @@ import requests
 
 from app import embedded_redis, registry
 from app.node.config import NODE_SESSION_ENV
-from app.run import COMMANDS, Supervisor
+from app.run import ALL_IN_ONE, COMMANDS, Supervisor
 
 # Fast heartbeats, so faults show within seconds.
 FAST = {
@@ -67,8 +67,16 @@ class Grid:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, workers: int = 1) -> Grid:
-        """Start a manager, `workers` workers and the proxy; wait until ready."""
+    def start(self, *, workers: int = 1, one_process: bool = False) -> Grid:
+        """Start a manager, `workers` workers and the proxy; wait until ready.
+
+        With `one_process`, one process serves the proxy, a manager and a
+        worker, as in the all-in-one grid; its name is "grid".
+        """
+        if one_process:
+            self.start_process("grid", ALL_IN_ONE["grid"])
+            self.wait_ready()
+            return self
         self.start_process("manager", COMMANDS["manager"])
         for index in range(workers):
             self.start_worker(f"w{index}")
@@ -153,10 +161,10 @@ class Grid:
             and _environ(process).get("REDIS_URL") == self.redis_url
         ]
 
-    def spares(self, worker: str = "w0") -> list[psutil.Process]:
-        """The live spare nodes of `worker`: node processes it started that
-        serve no session."""
-        pid = self.supervisor.children[f"worker-{worker}"].pid
+    def spares(self, worker: str = "worker-w0") -> list[psutil.Process]:
+        """The live spare nodes of the process named `worker`: node processes
+        it started that serve no session."""
+        pid = self.supervisor.children[worker].pid
         serving = node_pids(self.client)
         return [
             process

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pathlib
+import select
 import shutil
 import signal
 import subprocess
@@ -235,7 +236,9 @@ class SparePool:
 
     def _refill_at_end_of(self, started: int) -> None:
         try:
-            while os.read(started, 64):
+            # NOTE: select() first, since a worker on gevent's pool patches
+            # it to wait without blocking the hub; os.read() it does not.
+            while select.select([started], [], [])[0] and os.read(started, 64):
                 pass
         finally:
             os.close(started)

@@ -1,9 +1,11 @@
-"""Serve the proxy, a manager or both: `python -m app.web proxy|manager ...`.
+"""Serve any of the grid's roles: `python -m app.web proxy|manager|worker ...`.
 
-Given both roles (`python -m app.web proxy manager`, as the all-in-one grid
-runs them), one process serves the two on one gevent hub: they share the
-interpreter, gevent and the Redis client library, so the pair costs less
-memory than two processes.
+Given several roles (`python -m app.web proxy manager worker`, as the
+all-in-one grid runs them), one process serves them all on one gevent hub:
+they share the interpreter, gevent and the Redis client library, so the set
+costs less memory than a process each. The worker role is a Celery worker on
+gevent's pool, the same worker `celery -A app worker` starts; started here,
+the process does not load Celery's command line, about 9 MiB.
 """
 
 from gevent import monkey
@@ -27,7 +29,7 @@ from app.patching import require_patched  # noqa: E402
 
 log = logging.getLogger("app.web")
 
-USAGE = "usage: python -m app.web proxy|manager [proxy|manager]"
+USAGE = "usage: python -m app.web proxy|manager|worker [proxy|manager|worker ...]"
 
 
 Stop = Callable[[], None]
@@ -77,18 +79,31 @@ def start_manager(config: settings.Settings) -> Stop:
     return stop
 
 
-# In the order they stop: the proxy first, so that no request comes in.
-ROLES: dict[str, Callable[[settings.Settings], Stop]] = {
+def run_worker(config: settings.Settings) -> int:
+    """Run a Celery worker in this process until it shuts down (on SIGTERM
+    or SIGINT, as `celery worker` does); return its exit code."""
+    from app.orchestrator import celery
+
+    worker = celery.Worker(pool_cls="gevent", loglevel=config.log_level)
+    worker.start()
+    return int(worker.exitcode or 0)
+
+
+# The servers, in the order they stop: the proxy first, so that no request
+# comes in.
+SERVERS: dict[str, Callable[[settings.Settings], Stop]] = {
     "proxy": start_proxy,
     "manager": start_manager,
 }
+ROLES = (*SERVERS, "worker")
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal() -> int:
     stop = gevent.event.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop.set)
     stop.wait()
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -96,7 +111,7 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     roles = [role for role in ROLES if role in argv]
-    name = " and ".join(roles)
+    name = " and ".join(filter(None, (", ".join(roles[:-1]), roles[-1])))
     require_patched(name)
     try:
         config = settings.get()
@@ -105,11 +120,14 @@ def main(argv: list[str]) -> int:
         return 2
     logs.setup(config.log_level)
     # The manager starts first, so that the proxy has one to send to at once.
-    stops = {role: ROLES[role](config) for role in reversed(roles)}
-    _wait_for_signal()
-    for role in roles:
+    # The worker comes last, in the foreground; while it drains its sessions
+    # on the way out, the proxy still serves them.
+    servers = [role for role in roles if role in SERVERS]
+    stops = {role: SERVERS[role](config) for role in reversed(servers)}
+    code = run_worker(config) if "worker" in roles else _wait_for_signal()
+    for role in servers:
         stops[role]()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ def docker_grid(
     engine: docker_harness.Engine,
     image: str,
     workers: int = 1,
+    one_process: bool = False,
 ) -> Grid:
     return make_grid(
         workers=workers,
+        one_process=one_process,
         WEBGRID_PROVISIONER="docker",
         WEBGRID_DOCKER_IMAGE=image,
         DOCKER_HOST=engine.url,
@@ -65,6 +67,33 @@ def test_selenium_gets_a_browser_in_a_container(
     finally:
         driver.quit()
     wait_for(lambda: not containers_of(engine_client, session_id), 30, "container gone")
+
+
+@pytest.mark.slow
+def test_one_process_grid_starts_and_stops_containers(
+    make_grid: Callable[..., Grid],
+    docker_engine: docker_harness.Engine,
+    engine_client: docker.DockerClient,
+    node_image: str,
+) -> None:
+    """The Docker provisioner inside the all-in-one grid's one process, where
+    the worker is on gevent's pool."""
+    grid = docker_grid(make_grid, docker_engine, node_image, one_process=True)
+    process = grid.supervisor.children["grid"]
+    driver = webdriver.Remote(grid.url, options=webdriver.ChromeOptions())
+    first = driver.session_id or ""
+    assert containers_of(engine_client, first)
+    assert driver.execute_script("return 6 * 7") == 42
+    driver.quit()
+    wait_for(lambda: not containers_of(engine_client, first), 30, "container gone")
+
+    running = webdriver.Remote(grid.url, options=webdriver.FirefoxOptions())
+    session_id = running.session_id or ""
+    assert containers_of(engine_client, session_id)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    assert not containers_of(engine_client, session_id)
+    assert grid.record(session_id)["state"] == "terminated"
 
 
 @pytest.mark.slow

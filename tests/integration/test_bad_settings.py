@@ -11,7 +11,8 @@ from app.run import ALL_IN_ONE, COMMANDS, PYTHON
 
 STARTS = {
     **COMMANDS,
-    "proxy and manager": ALL_IN_ONE["web"],
+    "proxy, manager and worker": ALL_IN_ONE["grid"],
+    "worker in app.web": [PYTHON, "-m", "app.web", "worker"],
     "all-in-one": [PYTHON, "-m", "app.run"],
 }
 
@@ -31,14 +32,16 @@ def test_bad_setting_stops_the_start(component: str, name: str, value: str) -> N
 
 
 @pytest.mark.parametrize(
-    "roles", [[], ["router"], ["proxy", "proxy"], ["manager", "worker"]]
+    "roles", [[], ["router"], ["proxy", "proxy"], ["manager", "celery"]]
 )
 def test_web_refuses_roles_it_does_not_serve(roles: list[str]) -> None:
     done = subprocess.run(
         [PYTHON, "-m", "app.web", *roles], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert done.stderr == "usage: python -m app.web proxy|manager [proxy|manager]\n"
+    assert done.stderr == (
+        "usage: python -m app.web proxy|manager|worker [proxy|manager|worker ...]\n"
+    )
 
 
 def test_unpatched_server_refuses_to_start() -> None:

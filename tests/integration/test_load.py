@@ -136,7 +136,11 @@ def test_burst_of_40_against_4_slots(make_grid: Callable[..., Grid]) -> None:
 
 def left_below(grid: Grid, seen: Iterable[psutil.Process]) -> list[psutil.Process]:
     """Those of `seen` still running, but for spares awaiting a session."""
-    spares = {spare.pid for worker in ("w0", "w1") for spare in grid.spares(worker)}
+    spares = {
+        spare.pid
+        for worker in ("w0", "w1")
+        for spare in grid.spares(f"worker-{worker}")
+    }
     return [process for process in still_running(seen) if process.pid not in spares]
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import requests
 from selenium import webdriver
 
-from app import registry
+from app import registry, settings
+from app.orchestrator import Orchestrator
 from app.run import COMMANDS
 from tests.harness import Grid, wait_for
 from tests.integration.test_failures import assert_cleaned, start_session
@@ -217,6 +218,25 @@ def test_drain_timeout_stops_what_is_left(make_grid: Callable[..., Grid]) -> Non
     assert record["state"] == "terminated"
     assert "drain ran out" in record["reason"]
     assert grid.session_processes(session_id) == []
+
+
+def test_a_node_started_while_the_worker_stops_is_stopped(grid: Grid) -> None:
+    """A node whose start returns after its worker began stopping its nodes
+    (a container still starting, say) is stopped at once, not left behind."""
+    config = settings.from_environ(
+        {"REDIS_URL": grid.redis_url, "WEBGRID_SPARE_NODES": "0"}
+    )
+    orchestrator = Orchestrator("early@test", config)
+    stopped: list[tuple[str, str]] = []
+    try:
+        orchestrator.on_stop("before", lambda why: stopped.append(("before", why)))
+        orchestrator.stop_all("its worker shut down")
+        assert stopped == [("before", "its worker shut down")]
+        orchestrator.on_stop("after", lambda why: stopped.append(("after", why)))
+        assert stopped[1:] == [("after", "its worker shut down")]
+    finally:
+        orchestrator.provisioner.close()
+        orchestrator.client.close()
 
 
 def kill_node_and_worker(grid: Grid, session_id: str) -> pathlib.Path:

@@ -63,10 +63,14 @@ def exited(process: psutil.Process) -> bool:
         return True
 
 
-def one_spare(grid: Grid, other_than: int = 0) -> psutil.Process:
+def one_spare(
+    grid: Grid, other_than: int = 0, worker: str = "worker-w0"
+) -> psutil.Process:
     """The worker's spare, waiting for one to start if need be."""
     spares = wait_for(
-        lambda: [p for p in grid.spares() if p.pid != other_than], 30, "a spare"
+        lambda: [p for p in grid.spares(worker) if p.pid != other_than],
+        30,
+        "a spare",
     )
     assert len(spares) == 1, f"one spare expected, found {spares}"
     return spares[0]

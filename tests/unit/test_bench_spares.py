@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import spares
+from bench import ends, spares
 
 
 def test_the_table_shows_each_grid_and_its_spare() -> None:
@@ -21,8 +21,8 @@ def test_the_table_shows_each_grid_and_its_spare() -> None:
 def test_the_grids_differ_only_in_their_spare_nodes() -> None:
     spare, cold = spares.make_ends(4)
     assert (spare.name, cold.name) == ("spare", "cold")
-    assert spare.counted == ("proxy and manager", "worker", "spare node")
-    assert cold.counted == ("proxy and manager", "worker")
+    assert spare.counted == (ends.GRID_PROCESS, "spare node")
+    assert cold.counted == (ends.GRID_PROCESS,)
     differ = {
         key
         for key in set(spare.env) | set(cold.env)
