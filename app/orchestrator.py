@@ -14,16 +14,20 @@ import json
 import logging
 import platform
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import redis
 from celery import Celery, signals
+from celery.platforms import EX_OK
+from celery.worker import state as worker_state
 
 from app import logs, provisioners, registry, settings
 from app.errors import SessionNotCreated
@@ -170,6 +174,13 @@ class Orchestrator:
         for thread in threads:
             thread.join()
 
+    def stop_now(self, reason: str) -> None:
+        """Take no new session, and stop every node now."""
+        self.draining = True
+        self.heartbeat.beat()
+        log.info("worker %s stops its sessions at once", self.name)
+        self.stop_all(reason)
+
     def drain(self) -> None:
         """Let running sessions end, stopping them after the drain timeout."""
         timeout = self.config.drain_timeout
@@ -221,6 +232,7 @@ def _on_worker_ready(**_: Any) -> None:
     except redis.RedisError:
         log.exception("could not advertise worker %s in Redis", orchestrator.name)
         raise
+    _stop_at_once_on(orchestrator, signal.SIGQUIT, signal.SIGINT)
     offered = ", ".join(
         f"{b['browserName']} {b['browserVersion']}" for b in orchestrator.browsers
     )
@@ -232,32 +244,43 @@ def _on_worker_ready(**_: Any) -> None:
     )
 
 
-COLD_SHUTDOWN = "its worker was stopped at once"
-
-
 @signals.worker_shutting_down.connect
 def _on_worker_shutting_down(how: str = "", **_: Any) -> None:
-    orchestrator = _current
-    if orchestrator is None:
-        return
-    if how == "Warm":
-        _off_the_gevent_loop(orchestrator.drain)
-    else:
-        # NOTE: on a cold shutdown Celery cancels running tasks, which its
-        # thread pool cannot do; the nodes are stopped here first so that
-        # none outlives the worker. Its gevent pool can (see provision_node).
-        _off_the_gevent_loop(lambda: orchestrator.stop_all(COLD_SHUTDOWN))
+    """Celery's warm shutdown (SIGTERM): let the sessions drain."""
+    if _current is not None and how == "Warm":
+        _in_a_thread(_current.drain)
 
 
-def _off_the_gevent_loop(work: Callable[[], None]) -> None:
-    """Do `work` now, or in a greenlet of its own if this is gevent's loop:
-    a worker on gevent's pool gets its signals there, where nothing may wait.
-    Its nodes are stopped for certain later, at `worker_shutdown`."""
+STOPPED_AT_ONCE = "its worker was stopped at once"
+
+
+def _stop_at_once_on(orchestrator: Orchestrator, *signums: int) -> None:
+    """Make each of `signums` stop every session at once, then the worker.
+
+    NOTE: Celery's own cold shutdown (its SIGQUIT and SIGINT) first cancels
+    the running tasks, which its thread pool cannot do, and which its gevent
+    pool tries in gevent's loop, where nothing may wait; either way it fails
+    before the nodes are stopped, and the worker waits on them for ever.
+    """
+
+    def stop_at_once(signum: int, _: FrameType | None) -> None:
+        _in_a_thread(lambda: orchestrator.stop_now(STOPPED_AT_ONCE))
+        worker_state.should_stop = EX_OK
+
+    for signum in signums:
+        signal.signal(signum, stop_at_once)
+
+
+def _in_a_thread(work: Callable[[], None]) -> None:
+    """Start `work` in a thread of its own, for a signal handler must not
+    wait; or in a greenlet, in a worker on gevent's pool, whose handlers run
+    in gevent's loop, where even starting a thread waits. The worker's nodes
+    are stopped for certain later, at `worker_shutdown`."""
     gevent = sys.modules.get("gevent")
     if gevent is not None and gevent.getcurrent() is gevent.get_hub():
         gevent.spawn(work)
     else:
-        work()
+        threading.Thread(target=work, name="shutdown").start()
 
 
 @signals.worker_shutdown.connect

@@ -14,11 +14,10 @@ import time
 from typing import Any
 
 import redis
-from celery.worker import state as worker_state
 
 from app import registry
 from app.errors import SessionNotCreated
-from app.orchestrator import COLD_SHUTDOWN, Orchestrator, celery, current, queue_for
+from app.orchestrator import Orchestrator, celery, current, queue_for
 from app.provisioners import Node
 from app.provisioners.local import LocalNode
 
@@ -97,16 +96,8 @@ def _run_node(
     finally:
         # A session still live here was cut short: its reason goes first,
         # before the node, stopped, gives one of its own.
-        _end(orchestrator, session_id, _cut_short_reason())
+        _end(orchestrator, session_id, "its node ended without saying why")
         node.stop()
-
-
-def _cut_short_reason() -> str:
-    # NOTE: on a cold shutdown, Celery's gevent pool kills the running tasks,
-    # and its own handler fails in gevent's loop before it tells anyone.
-    if worker_state.should_terminate is not None:
-        return COLD_SHUTDOWN
-    return "its node ended without saying why"
 
 
 def _supervise(orchestrator: Orchestrator, session_id: str, node: Node) -> str:

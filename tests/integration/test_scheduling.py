@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import requests
 from selenium import webdriver
 
@@ -217,6 +218,26 @@ def test_drain_timeout_stops_what_is_left(make_grid: Callable[..., Grid]) -> Non
     record = grid.record(session_id)
     assert record["state"] == "terminated"
     assert "drain ran out" in record["reason"]
+    assert grid.session_processes(session_id) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGQUIT, signal.SIGINT], ids=str)
+def test_sigquit_or_ctrl_c_ends_a_drain_at_once(
+    make_grid: Callable[..., Grid], signum: int
+) -> None:
+    grid = make_grid(workers=0)
+    worker = grid.start_worker("hurried", WEBGRID_DRAIN_TIMEOUT="60")
+    grid.wait_ready()
+    session_id = start_session(grid)
+    worker.send_signal(signal.SIGTERM)
+    wait_for(lambda: "no new session" in grid.log("worker-hurried"), 10, "drain")
+    worker.send_signal(signum)
+    assert worker.wait(30) == 0
+    record = grid.record(session_id)
+    assert (record["state"], record["reason"]) == (
+        "terminated",
+        "its worker was stopped at once",
+    )
     assert grid.session_processes(session_id) == []
 
 
