@@ -7,10 +7,13 @@ system's `redis-server`), on loopback, with nothing persisted to disk.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import dataclasses
 import importlib.util
 import logging
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -18,10 +21,12 @@ import time
 from collections.abc import Iterator
 
 from app.errors import GridError
+from app.probes import answers_ping
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 def find_binary() -> str:
@@ -47,11 +52,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclasses.dataclass(frozen=True)
+class Running:
+    """An embedded Redis that serves: its URL and its process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def serve(port: int = 0, extra: tuple[str, ...] = ()) -> Iterator[str]:
-    """Run a private Redis; yield its URL; stop it and remove its folder.
+def run(port: int = 0, extra: tuple[str, ...] = ()) -> Iterator[Running]:
+    """Run a private Redis; yield it; stop it.
 
     `extra` is added to its command line (for example to refuse CONFIG).
+    The Redis dies with the thread that started it, should that process be
+    killed outright.
     """
     folder = tempfile.mkdtemp(prefix="webgrid-redis-")
     port = port or free_port()
@@ -69,12 +84,16 @@ def serve(port: int = 0, extra: tuple[str, ...] = ()) -> Iterator[str]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        _wait_ready(url, process)
+        _wait_ready(url, port, process)
+        # Redis, which persists nothing here, has moved into its folder by
+        # now: removed at once, none is left even by a grid killed outright.
+        shutil.rmtree(folder, ignore_errors=True)
         log.info("embedded Redis serving at %s", url)
-        yield url
+        yield Running(url, process)
     finally:
         process.terminate()
         try:
@@ -85,8 +104,20 @@ def serve(port: int = 0, extra: tuple[str, ...] = ()) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+@contextlib.contextmanager
+def serve(port: int = 0, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """`run()`, yielding the Redis's URL."""
+    with run(port, extra) as running:
+        yield running.url
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: PR_SET_PDEATHSIG, SIGKILL.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _wait_ready(url: str, port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -95,17 +126,3 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
             return
         time.sleep(0.05)
     raise GridError(f"the embedded Redis did not answer at {url} within 10 s")
-
-
-def answers_ping(port: int) -> bool:
-    """Whether a Redis on loopback `port` answers PING.
-
-    Spoken by hand: the all-in-one grid's supervisor needs nothing else of
-    Redis, and redis-py would cost it about 20 MiB.
-    """
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False

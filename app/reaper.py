@@ -40,11 +40,14 @@ def reap(client: redis.Redis, config: settings.Settings) -> list[str]:
     for session_id in registry.live_sessions(client):
         record = registry.session(client, session_id)
         reason = _reason_to_end(client, config, session_id, record)
-        if reason and registry.terminate(
+        if not reason:
+            continue
+        # The folder first: once the record says terminated, nothing is left.
+        _remove_folder(session_id, record)
+        if registry.terminate(
             client, session_id, reason, retention=config.session_retention
         ):
             log.warning("reaped session %s: %s", session_id, reason)
-            _remove_folder(session_id, record)
             ended.append(session_id)
     return ended
 

@@ -19,9 +19,9 @@ grid and Grid 4 get the same number of slots (--slots) and idle timeout.
   --throughput-rounds rounds (see bench.throughput);
 - memory: RSS and PSS of each end's control plane, when no session is open:
   right after start, and idle again after all the above (see bench.memory).
-  For the grid: the one process serving proxy, manager and worker, and the
-  worker's spare node (its Redis and supervisor are shown apart); for
-  Grid 4: its JVM; for the bare end: chromedriver.
+  For the grid: its one process, serving proxy, manager and worker, and
+  the worker's spare node (its Redis is shown apart); for Grid 4: its JVM;
+  for the bare end: chromedriver.
 
 It prints the median and p95 of each, with the ratio of each end's median
 to the bare chromedriver's and to Grid 4's, then checks the targets of

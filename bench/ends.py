@@ -37,11 +37,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 READY_TIMEOUT = 120.0
 
 Parts = Callable[[psutil.Process], dict[str, psutil.Process]]
-# How the all-in-one grid's children are told apart, by their command line.
-# The one process of the all-in-one grid serves all three.
+# The all-in-one grid is one process, serving all three; its children are
+# told apart by their command lines.
 GRID_PROCESS = "proxy, manager and worker"
 GRID_ROLES = (
-    (GRID_PROCESS, ("app.web", "proxy", "manager", "worker")),
     ("redis", ("redis-server",)),
     ("spare node", ("app.node", "--spare")),
 )
@@ -225,8 +224,7 @@ def grid(
         **settings,
     )
     command = [sys.executable, "-m", "app.run"]
-    # NOTE: app.run stops its children one after the other, each within 20 s.
-    # The grid gives each session a temp folder of its own, with a long name:
+    # NOTE: The grid gives each session a temp folder of its own, with a long name:
     # under another folder than /tmp, Chromium's socket path gets too long.
     return ProcessEnd(
         name,
@@ -245,19 +243,17 @@ def spare_part(env: dict[str, str]) -> tuple[str, ...]:
     return ("spare node",) if grid_settings.from_environ(env).spare_nodes else ()
 
 
-def grid_parts(supervisor: psutil.Process) -> dict[str, psutil.Process]:
-    """The all-in-one grid's processes: the supervisor and its children."""
-    found = {"supervisor": supervisor}
-    for child in supervisor.children():
+def grid_parts(grid: psutil.Process) -> dict[str, psutil.Process]:
+    """The all-in-one grid's processes: itself, its Redis and its spare node.
+
+    The node a worker keeps started for its next session belongs to the
+    control plane too (WEBGRID_SPARE_NODES).
+    """
+    found = {GRID_PROCESS: grid}
+    for child in grid.children():
         role = grid_role(child)
         if role:
             found[role] = child
-    if GRID_PROCESS in found:
-        # The node a worker keeps started for its next session belongs to
-        # the control plane too (WEBGRID_SPARE_NODES).
-        for child in found[GRID_PROCESS].children():
-            if grid_role(child) == "spare node":
-                found["spare node"] = child
     return found
 
 

@@ -1,16 +1,19 @@
 """Real grids for the tests: Redis, workers, managers and a proxy as processes.
 
-A `Grid` starts the same commands as `python -m app.run`, each with its own
-log file, so a test can start extra workers, kill one, or read a log.
+A `Grid` starts the commands of the Procfile, or the one process of the
+all-in-one grid, each with its own log file, so a test can start extra
+workers, kill one, or read a log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,7 +24,8 @@ import requests
 
 from app import embedded_redis, registry
 from app.node.config import NODE_SESSION_ENV
-from app.run import ALL_IN_ONE, COMMANDS, Supervisor
+
+log = logging.getLogger(__name__)
 
 # Fast heartbeats, so faults show within seconds.
 FAST = {
@@ -31,6 +35,73 @@ FAST = {
     "WEBGRID_DRAIN_TIMEOUT": "0",
     "SE_OFFLINE": "true",
 }
+
+
+PYTHON = sys.executable
+COMMANDS = {
+    "manager": [PYTHON, "-m", "app.web", "manager"],
+    "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "--loglevel", "INFO"],
+    "proxy": [PYTHON, "-m", "app.web", "proxy"],
+}
+# Proxy, manager and worker in one process, as the all-in-one grid serves
+# them (without its embedded Redis).
+ONE_PROCESS = [PYTHON, "-m", "app.web", "proxy", "manager", "worker"]
+ALL_IN_ONE = [PYTHON, "-m", "app.run"]
+STOP_TIMEOUT = 20.0
+
+
+class Supervisor:
+    """Child processes started together and stopped together."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_path: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start `command` as `name`, with `env` on top of the common one;
+        its output goes to `log_path` if given."""
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(log_path, "ab")) if log_path else None
+            process = subprocess.Popen(
+                command,
+                env={**self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+            )
+        self.children[name] = process
+        log.debug("started %s as process %d", name, process.pid)
+        return process
+
+    def dead(self) -> list[str]:
+        """Names of the children that have exited."""
+        return [n for n, p in self.children.items() if p.poll() is not None]
+
+    def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> int | None:
+        process = self.children.pop(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s; killing it", name, timeout)
+                process.kill()
+        return process.wait()
+
+    def stop_all(self) -> None:
+        # The proxy first, so no new request arrives; then the manager.
+        first = ("proxy", "manager")
+        for name in (*first, *reversed(list(self.children))):
+            if name in self.children:
+                self.stop(name)
 
 
 class Grid:
@@ -74,7 +145,7 @@ class Grid:
         worker, as in the all-in-one grid; its name is "grid".
         """
         if one_process:
-            self.start_process("grid", ALL_IN_ONE["grid"])
+            self.start_process("grid", ONE_PROCESS)
             self.wait_ready()
             return self
         self.start_process("manager", COMMANDS["manager"])

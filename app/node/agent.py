@@ -509,12 +509,16 @@ class NodeAgent:
         if self.route is not None:
             self.route.stop()
         self._withdraw_direct()
-        registry.terminate(
-            self.client,
-            self.session_id,
-            self._stop_reason,
-            retention=self.grid.session_retention,
-        )
+        try:
+            registry.terminate(
+                self.client,
+                self.session_id,
+                self._stop_reason,
+                retention=self.grid.session_retention,
+            )
+        except redis.RedisError as exc:
+            # The browser goes all the same; a reaper ends the record later.
+            log.warning("could not record the end of the session: %s", exc)
         self._stop_serving()
         self._quit_browser()
         self._cleanup()

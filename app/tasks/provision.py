@@ -152,12 +152,21 @@ def _was_running(orchestrator: Orchestrator, session_id: str) -> bool:
 
 
 def _end(orchestrator: Orchestrator, session_id: str, reason: str) -> None:
-    """Terminate a live record and wake a manager that may still wait."""
+    """Terminate a live record and wake a manager that may still wait.
+
+    Without Redis, it logs that and returns, so that its caller can go on to
+    stop the node: a worker stops its nodes whether Redis answers or not.
+    """
     client = orchestrator.client
     retention = orchestrator.config.session_retention
-    if registry.terminate(client, session_id, reason, retention=retention):
-        registry.post_result(
-            client,
-            session_id,
-            {"ok": False, "error": "session not created", "message": reason},
+    try:
+        if registry.terminate(client, session_id, reason, retention=retention):
+            registry.post_result(
+                client,
+                session_id,
+                {"ok": False, "error": "session not created", "message": reason},
+            )
+    except redis.RedisError as exc:
+        log.warning(
+            "could not record that session %s ended (%s): %s", session_id, reason, exc
         )

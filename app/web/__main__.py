@@ -119,9 +119,16 @@ def main(argv: list[str]) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level)
-    # The manager starts first, so that the proxy has one to send to at once.
-    # The worker comes last, in the foreground; while it drains its sessions
-    # on the way out, the proxy still serves them.
+    return serve(roles, config)
+
+
+def serve(roles: list[str], config: settings.Settings) -> int:
+    """Serve `roles` (in the order of ROLES) until told to stop; the exit code.
+
+    The manager starts first, so that the proxy has one to send to at once.
+    The worker comes last, in the foreground; while it drains its sessions
+    on the way out, the proxy still serves them.
+    """
     servers = [role for role in roles if role in SERVERS]
     stops = {role: SERVERS[role](config) for role in reversed(servers)}
     code = run_worker(config) if "worker" in roles else _wait_for_signal()

@@ -7,13 +7,13 @@ import subprocess
 
 import pytest
 
-from app.run import ALL_IN_ONE, COMMANDS, PYTHON
+from tests.harness import ALL_IN_ONE, COMMANDS, ONE_PROCESS, PYTHON
 
 STARTS = {
     **COMMANDS,
-    "proxy, manager and worker": ALL_IN_ONE["grid"],
+    "proxy, manager and worker": ONE_PROCESS,
     "worker in app.web": [PYTHON, "-m", "app.web", "worker"],
-    "all-in-one": [PYTHON, "-m", "app.run"],
+    "all-in-one": ALL_IN_ONE,
 }
 
 

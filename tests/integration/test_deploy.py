@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import psutil
@@ -16,8 +18,7 @@ import requests
 from selenium import webdriver
 
 from app import embedded_redis, registry
-from app.run import COMMANDS
-from tests.harness import node_pids, session_processes, wait_for
+from tests.harness import ALL_IN_ONE, COMMANDS, node_pids, session_processes, wait_for
 
 ROOT = pathlib.Path(__file__).parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -62,8 +63,10 @@ def ready(url: str) -> bool:
 def redis_alive(url: str) -> bool:
     port = url.rsplit(":", 1)[1].split("/")[0]
     return any(
-        p.info["name"] == "redis-server" and f":{port}" in " ".join(p.cmdline())
-        for p in psutil.process_iter(["name"])
+        p.info["name"] == "redis-server"
+        and p.info["status"] != psutil.STATUS_ZOMBIE
+        and f":{port}" in " ".join(p.info["cmdline"] or ())
+        for p in psutil.process_iter(["name", "status", "cmdline"])
     )
 
 
@@ -104,6 +107,55 @@ def test_make_run_serves_and_stops_cleanly(
     assert session_processes(session_id, leaders=leaders) == []
     assert not redis_alive(redis_url.group(1))
     assert "grid stopped" in log_file.read_text()
+
+
+def start_all_in_one(log_file: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m app.run` with its embedded Redis; the process, Redis's URL."""
+    port = embedded_redis.free_port()
+    env = environment(WEBGRID_PROXY_PORT=str(port), WEBGRID_PROXY_BIND="127.0.0.1")
+    grid = started(ALL_IN_ONE, log_file, env)
+    wait_for(lambda: "grid ready at" in log_file.read_text(), 180, "ready line")
+    found = re.search(r"embedded Redis serving at (\S+)", log_file.read_text())
+    assert found
+    return grid, found.group(1)
+
+
+def children_named(process: subprocess.Popen[bytes], name: str) -> list[int]:
+    return [c.pid for c in psutil.Process(process.pid).children() if name in c.name()]
+
+
+def test_all_in_one_killed_outright_leaves_nothing(log_file: pathlib.Path) -> None:
+    folders = set(glob.glob(f"{tempfile.gettempdir()}/webgrid-redis-*"))
+    grid, redis_url = start_all_in_one(log_file)
+    url = log_file.read_text().split("grid ready at ", 1)[1].split()[0]
+    driver = webdriver.Remote(url, options=webdriver.ChromeOptions())
+    session_id = driver.session_id or ""
+    leaders = node_pids(registry.connect(redis_url), session_id)
+    spares = children_named(grid, "python")
+    assert spares, "the grid keeps a spare node"
+
+    os.kill(grid.pid, signal.SIGKILL)
+    grid.wait(10)
+    wait_for(lambda: not redis_alive(redis_url), 10, "Redis to die with the grid")
+    wait_for(lambda: not session_processes(session_id, leaders=leaders), 30, "the node")
+    wait_for(lambda: not any(psutil.pid_exists(p) for p in spares), 10, "spare")
+    assert set(glob.glob(f"{tempfile.gettempdir()}/webgrid-redis-*")) <= folders
+
+
+def test_all_in_one_stops_when_its_redis_dies(log_file: pathlib.Path) -> None:
+    grid, redis_url = start_all_in_one(log_file)
+    url = log_file.read_text().split("grid ready at ", 1)[1].split()[0]
+    driver = webdriver.Remote(url, options=webdriver.ChromeOptions())
+    session_id = driver.session_id or ""
+    leaders = node_pids(registry.connect(redis_url), session_id)
+
+    (redis_pid,) = children_named(grid, "redis-server")
+    os.kill(redis_pid, signal.SIGKILL)
+    assert grid.wait(60) == 1
+    assert "the embedded Redis exited with code -9; stopping the grid" in (
+        log_file.read_text()
+    )
+    assert session_processes(session_id, leaders=leaders) == []
 
 
 def test_procfile_under_honcho_and_an_extra_worker(log_file: pathlib.Path) -> None:

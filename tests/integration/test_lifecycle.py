@@ -9,8 +9,7 @@ from typing import Any
 import requests
 from selenium import webdriver
 
-from app.run import PYTHON
-from tests.harness import Grid
+from tests.harness import PYTHON, Grid
 
 RETENTION = 86400
 

@@ -19,8 +19,7 @@ from selenium import webdriver
 
 from app import registry, settings
 from app.orchestrator import Orchestrator
-from app.run import COMMANDS
-from tests.harness import Grid, wait_for
+from tests.harness import COMMANDS, Grid, wait_for
 from tests.integration.test_failures import assert_cleaned, start_session
 from tests.integration.test_w3c_errors import ANY_CHROME, assert_w3c_error, new_session
 
@@ -37,8 +36,14 @@ def delete(grid: Grid, session_id: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def post_and_hang_up(grid: Grid, body: dict[str, Any], after: float) -> None:
-    """Send a new-session request, then close the connection unanswered."""
+def post_and_hang_up(
+    grid: Grid,
+    body: dict[str, Any],
+    after: float = 0.0,
+    until: Callable[[], object] | None = None,
+) -> None:
+    """Send a new-session request, then close the connection unanswered:
+    `after` seconds later, or once `until` returns something true."""
     payload = json.dumps(body).encode()
     with socket.create_connection(("127.0.0.1", grid.port)) as conn:
         conn.sendall(
@@ -47,6 +52,8 @@ def post_and_hang_up(grid: Grid, body: dict[str, Any], after: float) -> None:
             + f"Content-Length: {len(payload)}\r\n\r\n".encode()
             + payload
         )
+        if until is not None:
+            wait_for(until, 10, "the moment to hang up", step=0.01)
         time.sleep(after)
 
 
@@ -121,19 +128,23 @@ def test_client_leaving_the_queue_starts_no_browser(
 
 def test_client_leaving_while_the_node_starts_stops_it(grid: Grid) -> None:
     before = live_session_ids(grid)
-    post_and_hang_up(grid, ANY_CHROME, after=0.4)
-    (session_id,) = live_session_ids(grid) - before or wait_for(
-        lambda: _new_record(grid, before), 5, "the request's record"
-    )
+    starting: list[str] = []
+
+    def provisioning() -> bool:
+        starting[:] = [
+            s
+            for s in live_session_ids(grid) - before
+            if grid.record(s).get("state") == "provisioning"
+        ]
+        return bool(starting)
+
+    # A spare node serves in about 0.4 s: the client leaves as soon as the
+    # worker has claimed its request.
+    post_and_hang_up(grid, ANY_CHROME, until=provisioning)
+    (session_id,) = starting
     wait_for(lambda: grid.record(session_id)["state"] == "terminated", 15, "end")
     assert grid.record(session_id)["reason"] == "its client went away"
     assert_cleaned(grid, session_id)
-
-
-def _new_record(grid: Grid, before: set[str]) -> set[str]:
-    keys = grid.client.scan_iter(match="webgrid:session:*")
-    ids = {str(k).split(":")[2] for k in keys}
-    return ids - before - {s for s in ids if grid.record(s).get("state") is None}
 
 
 def test_metadata_is_kept_in_the_record(grid: Grid) -> None:

@@ -1,4 +1,4 @@
-"""The all-in-one supervisor's probes: /status and PING over bare sockets."""
+"""The bare-socket probes: PING to a Redis, /status of a proxy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from app import embedded_redis
-from app.run import proxy_status
+from app.probes import answers_ping, proxy_status
 
 READY = b'{"value": {"ready": true, "message": "ready: 4 of 4 slots free"}}'
 
@@ -64,7 +64,7 @@ def test_status_is_empty_when_nothing_listens() -> None:
 
 def test_ping_wants_a_redis_answer() -> None:
     with serve_once(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:
-        assert embedded_redis.answers_ping(port) is False
-    assert embedded_redis.answers_ping(embedded_redis.free_port()) is False
+        assert answers_ping(port) is False
+    assert answers_ping(embedded_redis.free_port()) is False
     with serve_once(b"+PONG\r\n") as port:
-        assert embedded_redis.answers_ping(port) is True
+        assert answers_ping(port) is True
