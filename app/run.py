@@ -29,7 +29,6 @@ from app.web.__main__ import ROLES, serve  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-READY_TIMEOUT = 120.0
 # The all-in-one grid stops its sessions at once when it stops; a worker of
 # its own would give them WEBGRID_DRAIN_TIMEOUT to end.
 OWN_SETTINGS = {"WEBGRID_DRAIN_TIMEOUT": "0"}
@@ -58,15 +57,16 @@ def main() -> int:
             watch = gevent.spawn(_stop_when_it_exits, redis.process)
             stack.callback(watch.kill)
         config = settings.get()
-        gevent.spawn(_announce_when_ready, config.proxy_port, failures)
+        gevent.spawn(_announce_when_ready, config, failures)
         code = serve(list(ROLES), config)
     log.info("grid stopped")
     return 1 if failures else code
 
 
-def _announce_when_ready(port: int, failures: list[str]) -> None:
+def _announce_when_ready(config: settings.Settings, failures: list[str]) -> None:
     """Log the line that says the grid is ready; stop it if it never is."""
-    deadline = time.monotonic() + READY_TIMEOUT
+    port, timeout = config.proxy_port, config.ready_timeout
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probes.proxy_status(port)
         if value.get("ready"):
@@ -77,7 +77,11 @@ def _announce_when_ready(port: int, failures: list[str]) -> None:
             )
             return
         gevent.sleep(0.2)
-    _fail(failures, f"the grid was not ready within {READY_TIMEOUT:g} s")
+    last = probes.proxy_status(port).get("message", "no answer from the proxy")
+    _fail(
+        failures,
+        f"the grid was not ready within {timeout:g} s (WEBGRID_READY_TIMEOUT): {last}",
+    )
 
 
 def _stop_when_it_exits(redis: subprocess.Popen[bytes]) -> None:

@@ -48,6 +48,7 @@ class Settings:
     startup_timeout: float = 60.0
     queue_timeout: float = 300.0
     drain_timeout: float = 1800.0
+    ready_timeout: float = 120.0
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 10.0
     session_retention: float = 86400.0
@@ -87,6 +88,7 @@ _ENV: tuple[tuple[str, str], ...] = (
     ("WEBGRID_STARTUP_TIMEOUT", "startup_timeout"),
     ("WEBGRID_QUEUE_TIMEOUT", "queue_timeout"),
     ("WEBGRID_DRAIN_TIMEOUT", "drain_timeout"),
+    ("WEBGRID_READY_TIMEOUT", "ready_timeout"),
     ("WEBGRID_HEARTBEAT_INTERVAL", "heartbeat_interval"),
     ("WEBGRID_HEARTBEAT_TTL", "heartbeat_ttl"),
     ("WEBGRID_SESSION_RETENTION", "session_retention"),
@@ -202,6 +204,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "startup_timeout": _parse_seconds,
     "queue_timeout": _parse_seconds,
     "drain_timeout": _parse_seconds_or_zero,
+    "ready_timeout": _parse_seconds,
     "heartbeat_interval": _parse_seconds,
     "heartbeat_ttl": _parse_seconds,
     "session_retention": _parse_seconds,

@@ -174,23 +174,31 @@ class Manager:
 
     def status(self) -> dict[str, Any]:
         workers = registry.live_workers(self.client)
-        taking = [w for w in workers if not w.get("draining")]
+        # Only a worker that takes sessions, and offers a browser, can start one.
+        taking = [w for w in workers if not w.get("draining") and w.get("browsers")]
         total = sum(int(w["slots"]) for w in taking)
         used = sum(int(w["used"]) for w in taking)
         ready = total - used > 0
         return {
             "ready": ready,
-            "message": _status_message(taking, total, used),
+            "message": _status_message(workers, taking, total, used),
             "slots": {"total": total, "used": used, "free": max(total - used, 0)},
             "sessions": sum(len(w.get("sessions", [])) for w in workers),
             "workers": workers,
         }
 
 
-def _status_message(workers: list[dict[str, Any]], total: int, used: int) -> str:
-    if not workers:
+def _status_message(
+    workers: list[dict[str, Any]], taking: list[dict[str, Any]], total: int, used: int
+) -> str:
+    if not [w for w in workers if not w.get("draining")]:
         return (
             "no worker is alive to take sessions; start one with 'celery -A app worker'"
+        )
+    if not taking:
+        return (
+            "no live worker offers a browser: each says why in its log "
+            "(WEBGRID_BROWSERS, WEBGRID_CHROME_BINARY, WEBGRID_FIREFOX_BINARY)"
         )
     if used >= total:
         return f"all {total} slots are busy; new sessions wait in the queue"

@@ -158,6 +158,27 @@ def test_all_in_one_stops_when_its_redis_dies(log_file: pathlib.Path) -> None:
     assert session_processes(session_id, leaders=leaders) == []
 
 
+def test_all_in_one_that_never_gets_ready_stops(log_file: pathlib.Path) -> None:
+    port = embedded_redis.free_port()
+    env = environment(
+        WEBGRID_PROXY_PORT=str(port),
+        WEBGRID_PROXY_BIND="127.0.0.1",
+        WEBGRID_READY_TIMEOUT="3",
+        # A worker that offers nothing: the grid is never ready.
+        WEBGRID_CHROME_BINARY="/nonexistent/chromium",
+    )
+    grid = started(ALL_IN_ONE, log_file, env)
+    assert grid.wait(60) == 1
+    text = log_file.read_text()
+    assert (
+        "the grid was not ready within 3 s (WEBGRID_READY_TIMEOUT): "
+        "no live worker offers a browser" in text
+    )
+    redis_url = re.search(r"embedded Redis serving at (\S+)", text)
+    assert redis_url and not redis_alive(redis_url.group(1))
+    assert "grid ready at" not in text
+
+
 def test_procfile_under_honcho_and_an_extra_worker(log_file: pathlib.Path) -> None:
     port = embedded_redis.free_port()
     path = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
