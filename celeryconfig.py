@@ -13,6 +13,9 @@ from app.orchestrator import queue_for
 _settings = settings.get()
 
 broker_url = _settings.redis_url
+# kombu's Redis transport, resuming within 50 ms once a busy worker's slot
+# frees (see app.broker).
+broker_transport = "app.broker:Transport"
 broker_connection_retry_on_startup = True
 # NOTE: a task runs as long as its session, and with late acks the Redis
 # broker hands an unacknowledged task out again after this many seconds: 30

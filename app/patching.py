@@ -7,6 +7,10 @@ one that forgot would block its whole server on the first slow socket.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def require_patched(component: str) -> None:
@@ -23,3 +27,21 @@ def require_patched(component: str) -> None:
             f"{component}: gevent did not patch {', '.join(missing)}; "
             "call gevent.monkey.patch_all() before importing anything else"
         )
+
+
+def in_os_thread(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args)`, run in a thread of the system if gevent has patched
+    this process, so that its loop serves on meanwhile; else run here.
+
+    For work that is slow and never waits on a socket, such as a scan of
+    every process on the host: in a greenlet it would hold up the proxy
+    and the worker of a process that serves both. `func` must not log or
+    touch gevent's objects; its caller does that with what it returns.
+    """
+    from gevent import monkey
+
+    if not monkey.is_module_patched("threading"):
+        return func(*args)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(func, args)  # type: ignore[no-any-return]

@@ -25,6 +25,7 @@ import redis
 
 from app import registry, settings
 from app.node.config import NODE_SESSION_ENV
+from app.patching import in_os_thread
 from app.provisioners.local import folder_prefix
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,21 @@ def _reason_to_end(
 def reap_orphan_nodes(redis_url: str) -> int:
     """Kill node processes of this grid on this host whose worker is gone."""
     killed = 0
+    for group in in_os_thread(_orphan_node_groups, redis_url):
+        try:
+            os.killpg(group, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            continue
+    if killed:
+        log.warning("killed %d node process group(s) of dead workers", killed)
+    return killed
+
+
+def _orphan_node_groups(redis_url: str) -> list[int]:
+    """Process groups of nodes of this grid whose worker is gone (a scan of
+    every process)."""
+    groups = []
     for process in psutil.process_iter(["pid", "name"]):
         try:
             env = process.environ()
@@ -96,13 +112,10 @@ def reap_orphan_nodes(redis_url: str) -> int:
                 continue
             parent = int(env.get("WEBGRID_NODE_PARENT", "0") or 0)
             if parent and not psutil.pid_exists(parent):
-                os.killpg(os.getpgid(process.pid), signal.SIGKILL)
-                killed += 1
+                groups.append(os.getpgid(process.pid))
         except (OSError, ValueError, psutil.Error):
             continue
-    if killed:
-        log.warning("killed %d node process group(s) of dead workers", killed)
-    return killed
+    return groups
 
 
 class Reaper:

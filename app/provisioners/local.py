@@ -35,6 +35,7 @@ import psutil
 from app import settings
 from app.node.config import NODE_SESSION_ENV
 from app.node.spare import SPARE_FLAG, STARTED_FD_ENV, encode_orders
+from app.patching import in_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ class LocalNode:
         kill_session(self.session_id, self.process.pid)
         # The folder goes in the background: the slot is free without it.
         threading.Thread(
-            target=shutil.rmtree, args=(self.tmpdir, True), name="rm tmpdir"
+            target=in_os_thread,
+            args=(shutil.rmtree, self.tmpdir, True),
+            name="rm tmpdir",
         ).start()
 
     def _signal_group(self, signum: int) -> None:
@@ -328,16 +331,27 @@ def kill_session(session_id: str, leader: int) -> int:
     session's mark in its environment.
     """
     killed = 0
-    for process in psutil.process_iter(["pid", "name"]):
+    for process in in_os_thread(_left_over, session_id, leader):
         try:
-            if _left_by(process, session_id, leader):
-                process.kill()
-                killed += 1
-        except (OSError, psutil.Error):
+            process.kill()
+            killed += 1
+        except psutil.Error:
             continue
     if killed:
         log.info("killed %d process(es) left by session %s", killed, session_id)
     return killed
+
+
+def _left_over(session_id: str, leader: int) -> list[psutil.Process]:
+    """The live processes a node left (a scan of every process)."""
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        try:
+            if _left_by(process, session_id, leader):
+                found.append(process)
+        except (OSError, psutil.Error):
+            continue
+    return found
 
 
 def _left_by(process: psutil.Process, session_id: str, leader: int) -> bool:
