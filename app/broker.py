@@ -21,16 +21,18 @@ RESUME_INTERVAL = 0.05
 
 class Poller(redis.MultiChannelPoller):  # type: ignore[misc]
     def get(self, callback: Any, timeout: float | None = None) -> Any:
-        if not self.can_take_more():
+        if self.all_busy():
             timeout = min(timeout or RESUME_INTERVAL, RESUME_INTERVAL)
         return super().get(callback, timeout)
 
-    def can_take_more(self) -> bool:
-        """Whether a channel with queues to consume has credit left."""
-        return any(
-            channel.qos.can_consume()
-            for channel in self._channels
-            if channel.active_queues
+    def all_busy(self) -> bool:
+        """Whether it consumes queues, and has no credit left for any.
+
+        A worker shutting down consumes none: its waits stay kombu's.
+        """
+        consuming = [channel for channel in self._channels if channel.active_queues]
+        return bool(consuming) and not any(
+            channel.qos.can_consume() for channel in consuming
         )
 
 

@@ -39,17 +39,27 @@ def test_a_consumer_without_credit_makes_waits_short(
     with connection.Consumer(queue, callbacks=[lambda _, m: received.append(m)]) as c:
         c.qos(prefetch_count=1)
         poller = connection.transport.cycle
-        assert poller.can_take_more()
+        assert not poller.all_busy()
         with connection.Producer() as producer:
             producer.publish({"n": 1}, routing_key=queue.name, declare=[queue])
         connection.drain_events(timeout=5)
         assert len(received) == 1
         # One unacknowledged message holds the one slot: no credit.
-        assert not poller.can_take_more()
+        assert poller.all_busy()
         waited = _timeout_of_next_wait(poller)
         assert waited is not None and waited <= RESUME_INTERVAL
         received[0].ack()
-        assert poller.can_take_more()
+        assert not poller.all_busy()
+
+        # Busy again, then cancelled, as on a worker's shutdown: it consumes
+        # nothing, and kombu's own waits are back.
+        with connection.Producer() as producer:
+            producer.publish({"n": 2}, routing_key=queue.name, declare=[queue])
+        connection.drain_events(timeout=5)
+        assert poller.all_busy()
+        c.cancel()
+        assert not poller.all_busy()
+        received[1].ack()
 
 
 def _timeout_of_next_wait(poller: Poller) -> float | None:
