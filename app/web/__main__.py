@@ -80,8 +80,9 @@ def start_manager(config: settings.Settings) -> Stop:
 
 
 def run_worker(config: settings.Settings) -> int:
-    """Run a Celery worker in this process until it shuts down (on SIGTERM
-    or SIGINT, as `celery worker` does); return its exit code."""
+    """Run a Celery worker in this process until it shuts down, as
+    `celery -A app worker` does (SIGTERM drains its sessions; SIGINT and
+    SIGQUIT stop them at once); return its exit code."""
     from app.orchestrator import celery
 
     worker = celery.Worker(pool_cls="gevent", loglevel=config.log_level)
