@@ -17,7 +17,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from celery.worker import state as worker_state
 
 from app import logs, provisioners, registry, settings
 from app.errors import SessionNotCreated
+from app.patching import in_background
 from app.reaper import Reaper
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def _on_worker_ready(**_: Any) -> None:
 def _on_worker_shutting_down(how: str = "", **_: Any) -> None:
     """Celery's warm shutdown (SIGTERM): let the sessions drain."""
     if _current is not None and how == "Warm":
-        _in_a_thread(_current.drain)
+        in_background(_current.drain)
 
 
 STOPPED_AT_ONCE = "its worker was stopped at once"
@@ -264,23 +264,12 @@ def _stop_at_once_on(orchestrator: Orchestrator, *signums: int) -> None:
     """
 
     def stop_at_once(signum: int, _: FrameType | None) -> None:
-        _in_a_thread(lambda: orchestrator.stop_now(STOPPED_AT_ONCE))
+        # The nodes are stopped for certain at worker_shutdown too.
+        in_background(lambda: orchestrator.stop_now(STOPPED_AT_ONCE))
         worker_state.should_stop = EX_OK
 
     for signum in signums:
         signal.signal(signum, stop_at_once)
-
-
-def _in_a_thread(work: Callable[[], None]) -> None:
-    """Start `work` in a thread of its own, for a signal handler must not
-    wait; or in a greenlet, in a worker on gevent's pool, whose handlers run
-    in gevent's loop, where even starting a thread waits. The worker's nodes
-    are stopped for certain later, at `worker_shutdown`."""
-    gevent = sys.modules.get("gevent")
-    if gevent is not None and gevent.getcurrent() is gevent.get_hub():
-        gevent.spawn(work)
-    else:
-        threading.Thread(target=work, name="shutdown").start()
 
 
 @signals.worker_shutdown.connect

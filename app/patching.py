@@ -7,6 +7,7 @@ one that forgot would block its whole server on the first slow socket.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,3 +46,14 @@ def in_os_thread(func: Callable[..., T], *args: Any) -> T:
     import gevent
 
     return gevent.get_hub().threadpool.apply(func, args)  # type: ignore[no-any-return]
+
+
+def in_background(work: Callable[[], None]) -> None:
+    """Start `work` in a thread of its own, for a signal handler must not
+    wait; or in a greenlet, where the handler runs in gevent's loop (as in a
+    worker on gevent's pool), where even starting a thread waits."""
+    gevent = sys.modules.get("gevent")
+    if gevent is not None and gevent.getcurrent() is gevent.get_hub():
+        gevent.spawn(work)
+    else:
+        threading.Thread(target=work, name="in background").start()
