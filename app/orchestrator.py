@@ -174,18 +174,21 @@ class Orchestrator:
         for thread in threads:
             thread.join()
 
-    def stop_now(self, reason: str) -> None:
-        """Take no new session, and stop every node now."""
+    def _take_no_more(self) -> None:
+        """Hand back requests from now on, and say so in the offer at once."""
         self.draining = True
         self.heartbeat.beat()
+
+    def stop_now(self, reason: str) -> None:
+        """Take no new session, and stop every node now."""
+        self._take_no_more()
         log.info("worker %s stops its sessions at once", self.name)
         self.stop_all(reason)
 
     def drain(self) -> None:
         """Let running sessions end, stopping them after the drain timeout."""
         timeout = self.config.drain_timeout
-        self.draining = True
-        self.heartbeat.beat()
+        self._take_no_more()
         with self._lock:
             running = len(self._held)
         log.info(

@@ -62,7 +62,7 @@ def _remove_folder(session_id: str, record: dict[str, str]) -> None:
     ):
         return
     if folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
+        in_os_thread(shutil.rmtree, folder, True)
         log.warning("removed %s, the folder session %s left", folder, session_id)
 
 

@@ -4,7 +4,7 @@ One process: it starts Redis as its child (embedded, unless REDIS_URL is
 set), serves the proxy, a manager and a worker itself, as `python -m app.web
 proxy manager worker` does, and logs one line once the grid is ready.
 SIGTERM, SIGINT (Ctrl-C) and SIGQUIT stop its sessions at once, then the
-rest. Should its Redis die, it stops its nodes and exits with 1; should the grid
+rest. Should its Redis die, it stops its nodes and exits with 1; should it
 be killed outright, its Redis dies with it and each node ends itself.
 """
 
