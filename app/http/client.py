@@ -4,6 +4,7 @@ kept alive and reused, with answers whose bodies stream.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import time
@@ -32,13 +33,14 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class Connection:
     """One connection to the upstream."""
 
-    __slots__ = ("idle_since", "reader", "sock", "timeout")
+    __slots__ = ("hung_up", "idle_since", "reader", "sock", "timeout")
 
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
         self.reader = Reader(sock)
         self.timeout = timeout
         self.idle_since = 0.0
+        self.hung_up = False
 
     def set_timeout(self, timeout: float | None) -> None:
         if timeout != self.timeout:
@@ -100,10 +102,7 @@ class Reply:
         if self._released:
             return
         self._released = True
-        if self.body.done and not self.closing:
-            self.upstream.checkin(self.conn)
-        else:
-            self.conn.close()
+        self.upstream.release(self.conn, reuse=self.body.done and not self.closing)
 
     def done(self, whole: bool) -> None:
         """For `Answer.done`: called once the body has gone on, or not."""
@@ -120,6 +119,7 @@ class Upstream:
         self.port = int(port)
         self.timeout = timeout
         self._idle: list[Connection] = []
+        self._busy: set[Connection] = set()
 
     def send(
         self,
@@ -135,19 +135,21 @@ class Upstream:
         closed is replaced once, if the body can be sent again."""
         head = _request_head(method, target, self.address, headers, body)
         conn, reused = self._checkout(timeout)
+        self._busy.add(conn)
         try:
             try:
                 return self._exchange(conn, head, body, method)
             except _STALE:
                 if not reused or not isinstance(body, bytes):
                     raise
-                conn.close()
+                self.release(conn, reuse=False)
                 conn = self._connect(timeout)
+                self._busy.add(conn)
                 return self._exchange(conn, head, body, method)
         except BaseException:
             # NOTE: BaseException, so that a request abandoned by its client
             # (its greenlet killed) never leaves a half-used connection idle.
-            conn.close()
+            self.release(conn, reuse=False)
             raise
 
     def request(
@@ -163,12 +165,24 @@ class Upstream:
         reply = self.send(method, target, headers or [], body, timeout=timeout)
         return reply.status, reply.read()
 
-    def checkin(self, conn: Connection) -> None:
-        if len(self._idle) >= KEEP:
-            conn.close()
-        else:
+    def release(self, conn: Connection, *, reuse: bool) -> None:
+        """Keep a connection whose exchange is over for the next request, or
+        close it."""
+        self._busy.discard(conn)
+        if reuse and not conn.hung_up and len(self._idle) < KEEP:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
+        else:
+            conn.close()
+
+    def hang_up(self) -> None:
+        """Stop sending on every connection in use, as a client that leaves
+        does: the upstream reads the end of the request stream, and what it
+        answers can still be read."""
+        for conn in self._busy:
+            conn.hung_up = True
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         while self._idle:

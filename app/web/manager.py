@@ -145,6 +145,7 @@ class Manager:
 
     def _accept(self, session_id: str, result: dict[str, Any]) -> dict[str, Any]:
         if result.get("ok"):
+            log.info("session %s is running; answering its client", session_id)
             return result
         error = from_code(result.get("error", ""), result.get("message", ""))
         raise SessionNotCreated(error.message, session_id=session_id)

@@ -61,6 +61,8 @@ REALM = 'Basic realm="webgrid", charset="UTF-8"'
 NOTIFY_FLAGS = "K$gx"
 # Seconds between checks that a client waiting for a new session is still there.
 CLIENT_CHECK = 0.5
+# Seconds a manager hung up on may take to answer that it gave the start up.
+HANG_UP_WAIT = 5.0
 # Request bodies up to this size are read whole before they are sent on;
 # driver answers up to this size are read whole to swap session ids.
 WHOLE_BODY = 1024 * 1024
@@ -415,7 +417,7 @@ class Proxy:
         random.shuffle(managers)
         for address in managers:
             try:
-                answer = self._forward_watching_client(request, address, path, body)
+                answer = self._ask_manager(request, address, path, body)
             except ConnectionRefusedError:
                 log.warning("manager %s refused a connection; trying another", address)
                 continue
@@ -431,23 +433,56 @@ class Proxy:
             "'python -m app.web manager'"
         )
 
-    def _forward_watching_client(
+    def _ask_manager(
         self, request: Request, address: str, path: str, body: bytes
     ) -> tuple[int, Headers, bytes] | None:
-        """Forward; if the client leaves first, drop the upstream request
-        (closing its connection tells the manager) and return None."""
-        job = gevent.spawn(self._send_whole, request, address, path, body)
+        """Forward on a connection of its own, watching the client.
+
+        Should the client leave first, the proxy hangs up on the manager,
+        which then gives the start up; a session started all the same is
+        ended here. None tells that the client has gone.
+        """
+        upstream = Upstream(address)
+        job = gevent.spawn(self._send_whole, request, upstream, path, body)
+        try:
+            if self._client_stays(request, job):
+                return job.get()  # type: ignore[no-any-return]
+            if not job.ready():
+                upstream.hang_up()
+                job.join(HANG_UP_WAIT)
+            if job.successful() and path == "/session":
+                status, _, data = job.value
+                if status == 200:
+                    self._end_unclaimed(data)
+            return None
+        finally:
+            job.kill()
+            upstream.close()
+
+    @staticmethod
+    def _client_stays(request: Request, job: gevent.Greenlet) -> bool:
+        """Wait for `job`; whether the client is still there once it is done."""
         while not job.ready():
             job.join(CLIENT_CHECK)
-            if not job.ready() and client_gone(request.sock):
-                job.kill()
-                return None
-        return job.get()  # type: ignore[no-any-return]
+            if client_gone(request.sock):
+                return False
+        return True
+
+    def _end_unclaimed(self, answer: bytes) -> None:
+        """End the session in a manager's answer that its client left."""
+        session_id = str(json.loads(answer)["value"]["sessionId"])
+        log.info("session %s started after its client left; ending it", session_id)
+        registry.terminate(
+            self.routes.client,
+            session_id,
+            "its client went away",
+            retention=self.config.session_retention,
+        )
 
     def _send_whole(
-        self, request: Request, address: str, path: str, body: bytes
+        self, request: Request, upstream: Upstream, path: str, body: bytes
     ) -> tuple[int, Headers, bytes]:
-        reply = self._send(request, address, path, body)
+        reply = self._send_on(upstream, request, path, body)
         return reply.status, reply.headers, reply.read()
 
     def _public_base(self, request: Request) -> str:
@@ -471,14 +506,21 @@ class Proxy:
     def _send(
         self, request: Request, address: str, path: str, body: bytes | Body
     ) -> Reply:
-        """Send the request on to `address`; the answer's head is read."""
-        if request.query:
-            path += "?" + request.query
+        """Send the request on to `address`, on a kept-alive connection; the
+        answer's head is read."""
         upstream = self._upstreams.get(address)
         if upstream is None:
             upstream = self._upstreams[address] = Upstream(address)
+        return self._send_on(upstream, request, path, body)
+
+    @staticmethod
+    def _send_on(
+        upstream: Upstream, request: Request, path: str, body: bytes | Body
+    ) -> Reply:
+        if request.query:
+            path += "?" + request.query
         headers = forwarded_headers(request.headers, request.fields)
-        log.debug("%s %s -> %s", request.method, path, address)
+        log.debug("%s %s -> %s", request.method, path, upstream.address)
         return upstream.send(request.method, path, headers, body)
 
 

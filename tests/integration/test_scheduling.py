@@ -147,6 +147,31 @@ def test_client_leaving_while_the_node_starts_stops_it(grid: Grid) -> None:
     assert_cleaned(grid, session_id)
 
 
+def test_client_leaving_as_its_session_starts_ends_it(grid: Grid) -> None:
+    """The client leaves while the proxy cannot see it (held stopped), and
+    the manager's answer comes only after: the proxy ends the session."""
+    proxy = grid.supervisor.children["proxy"]
+    before = live_session_ids(grid)
+    payload = json.dumps(ANY_CHROME).encode()
+    with socket.create_connection(("127.0.0.1", grid.port)) as conn:
+        conn.sendall(
+            b"POST /session HTTP/1.1\r\nHost: grid\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        (session_id,) = wait_for(lambda: live_session_ids(grid) - before, 10, "id")
+        os.kill(proxy.pid, signal.SIGSTOP)
+    try:
+        answered = f"session {session_id} is running; answering"
+        wait_for(lambda: answered in grid.log("manager"), 30, "the manager's answer")
+    finally:
+        os.kill(proxy.pid, signal.SIGCONT)
+    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 15, "end")
+    assert grid.record(session_id)["reason"] == "its client went away"
+    assert f"session {session_id} started after its client left" in grid.log("proxy")
+    assert_cleaned(grid, session_id)
+
+
 def test_metadata_is_kept_in_the_record(grid: Grid) -> None:
     metadata = {"test": "login works", "build": "42"}
     session_id = start_session(grid, with_options(metadata=metadata))

@@ -17,6 +17,7 @@ from app.errors import InvalidSessionId
 from app.http.client import Upstream
 from app.http.messages import Answer, Request
 from app.http.server import Server
+from app.http.wsgi import client_gone
 
 BIG = b"0123456789" * 200_000
 
@@ -34,6 +35,10 @@ def handler(request: Request) -> Answer:
         raise RuntimeError("boom")
     if request.path == "/unread":
         return Answer(200, [], b"did not read")
+    if request.path == "/until-hung-up":
+        while not client_gone(request.sock):
+            gevent.sleep(0.01)
+        return Answer(200, [], b"saw the hang-up")
     body = request.body.read(10**8)
     echo = f"{request.method} {request.target} {len(body)} ".encode() + body
     names = ",".join(name.lower() for name, _ in request.headers).encode()
@@ -180,6 +185,27 @@ def test_client_reuses_its_connection_and_reads_large_bodies(address: str) -> No
         assert reply.length is None
         assert b"".join(reply) == BIG
         assert upstream._idle[-1] is first
+    finally:
+        upstream.close()
+
+
+def test_client_hanging_up_still_reads_the_answer(address: str) -> None:
+    upstream = Upstream(address, timeout=10)
+    answers: list[tuple[int, bytes]] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(upstream.request("GET", "/until-hung-up"))
+    )
+    asking.start()
+    try:
+        for _ in range(500):
+            if upstream._busy:
+                break
+            threading.Event().wait(0.01)
+        upstream.hang_up()
+        asking.join(10)
+        assert answers == [(200, b"saw the hang-up")]
+        # A connection hung up on carries no further request.
+        assert not upstream._busy and not upstream._idle
     finally:
         upstream.close()
 
