@@ -63,6 +63,8 @@ NOTIFY_FLAGS = "K$gx"
 CLIENT_CHECK = 0.5
 # Seconds a manager hung up on may take to answer that it gave the start up.
 HANG_UP_WAIT = 5.0
+# How a connection to a manager that has died fails, before any answer.
+MANAGER_GONE = (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)
 # Request bodies up to this size are read whole before they are sent on;
 # driver answers up to this size are read whole to swap session ids.
 WHOLE_BODY = 1024 * 1024
@@ -418,8 +420,12 @@ class Proxy:
         for address in managers:
             try:
                 answer = self._ask_manager(request, address, path, body)
-            except ConnectionRefusedError:
-                log.warning("manager %s refused a connection; trying another", address)
+            except MANAGER_GONE as exc:
+                # NOTE: a manager killed while it starts to read a request is
+                # seen as a reset; one killed once it has queued the request
+                # would leave a session that no client uses, which its first
+                # command timeout ends.
+                log.warning("manager %s is gone (%s); trying another", address, exc)
                 continue
             if answer is None:
                 log.info("client of %s %s went away; request dropped", "POST", path)

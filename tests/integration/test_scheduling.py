@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from selenium import webdriver
@@ -212,6 +213,50 @@ def test_one_of_two_managers_killed(make_grid: Callable[..., Grid]) -> None:
     for _ in range(4):
         delete(grid, start_session(grid))
     grid.wait_slots_free()
+
+
+def test_a_manager_dying_with_a_request_passes_it_on(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid()
+    grid.start_process("manager2", COMMANDS["manager"])
+    wait_for(lambda: len(grid.client.keys("webgrid:manager:*")) == 2, 30, "two")
+    managers = {
+        name: grid.supervisor.children[name] for name in ("manager", "manager2")
+    }
+    # Both held stopped: the request waits, sent, at one of them.
+    for process in managers.values():
+        os.kill(process.pid, signal.SIGSTOP)
+    answers: list[requests.Response] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(new_session(grid, ANY_CHROME))
+    )
+    asking.start()
+    try:
+        holder = wait_for(lambda: _holding(grid, managers), 10, "the request sent")
+        os.kill(managers[holder].pid, signal.SIGKILL)
+    finally:
+        for process in managers.values():
+            os.kill(process.pid, signal.SIGCONT)
+    asking.join(60)
+    assert answers and answers[0].status_code == 200, answers
+    assert "is gone" in grid.log("proxy")
+    delete(grid, answers[0].json()["value"]["sessionId"])
+    grid.wait_slots_free()
+
+
+def _holding(grid: Grid, managers: dict[str, Any]) -> str | None:
+    """The name of the manager the proxy has a request open with."""
+    proxy = psutil.Process(grid.supervisor.children["proxy"].pid)
+    open_to = {c.raddr.port for c in proxy.net_connections("tcp") if c.raddr}
+    for name, process in managers.items():
+        listening = psutil.Process(process.pid).net_connections("tcp")
+        if any(
+            c.status == psutil.CONN_LISTEN and c.laddr.port in open_to
+            for c in listening
+        ):
+            return name
+    return None
 
 
 def test_redis_restart_is_survived(make_grid: Callable[..., Grid]) -> None:
