@@ -22,7 +22,12 @@ from kombu.utils.eventio import READ
 
 
 class Poller(redis.MultiChannelPoller):  # type: ignore[misc]
-    """kombu's poller; a byte written by `wake()` ends its current wait."""
+    """kombu's poller; a byte written by `wake()` ends its current wait.
+
+    NOTE: kombu sleeps instead of waiting, deaf to wakes, in one case: when
+    it has no socket to watch but a read paused for want of credit. A
+    worker always has one, its remote control's.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,8 +42,6 @@ class Poller(redis.MultiChannelPoller):  # type: ignore[misc]
             os.write(self._wake_write, b"\0")
 
     def get(self, callback: Any, timeout: float | None = None) -> Any:
-        # NOTE: kombu sleeps instead, deaf to wakes, in one case: when it has
-        # no socket to watch but a read paused for want of credit.
         try:
             return super().get(callback, timeout)
         finally:
