@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import kombu
 import pytest
@@ -50,16 +50,14 @@ def test_an_ack_wakes_a_consumer_that_had_no_credit(
         )
         consumer.qos(prefetch_count=1)
         publish(connection, tasks, 1)
-        connection.drain_events(timeout=5)
+        drain_until(connection, lambda: len(received) == 1)
         publish(connection, tasks, 2)
         # One unacknowledged message holds the one slot: no credit, so kombu
         # reads nothing more until it is acknowledged, during a long wait.
         woken = record_wait_ends(connection.transport.cycle)
         acker = threading.Timer(0.5, received[0].ack)
         acker.start()
-        while len(received) < 2:
-            # A drain ends once something came (a subscription, a task).
-            connection.drain_events(timeout=LONG_WAIT)
+        drain_until(connection, lambda: len(received) == 2)
         acker.join()
         assert [m.payload for m in received] == [{"n": 1}, {"n": 2}]
         assert connection.transport.cycle.wake_fd in woken
@@ -73,6 +71,13 @@ def listen_for_control(connection: kombu.Connection) -> kombu.Consumer:
         "webgrid.test.control", kombu.Exchange("webgrid.control", type="fanout")
     )
     return kombu.Consumer(connection.channel(), [control], no_ack=True)
+
+
+def drain_until(connection: kombu.Connection, done: Callable[[], bool]) -> None:
+    """Drain until `done()`; a drain also ends on a subscription's reply.
+    Each drain may wait LONG_WAIT: one that does raises a timeout."""
+    while not done():
+        connection.drain_events(timeout=LONG_WAIT)
 
 
 def publish(connection: kombu.Connection, queue: kombu.Queue, n: int) -> None:
