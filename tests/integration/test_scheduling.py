@@ -153,15 +153,16 @@ def test_client_leaving_as_its_session_starts_ends_it(grid: Grid) -> None:
     the manager's answer comes only after: the proxy ends the session."""
     proxy = grid.supervisor.children["proxy"]
     before = live_session_ids(grid)
-    payload = json.dumps(ANY_CHROME).encode()
-    with socket.create_connection(("127.0.0.1", grid.port)) as conn:
-        conn.sendall(
-            b"POST /session HTTP/1.1\r\nHost: grid\r\n"
-            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
-        (session_id,) = wait_for(lambda: live_session_ids(grid) - before, 10, "id")
-        os.kill(proxy.pid, signal.SIGSTOP)
+    recorded: list[str] = []
+
+    def recorded_then_proxy_stopped() -> bool:
+        recorded[:] = live_session_ids(grid) - before
+        if recorded:
+            os.kill(proxy.pid, signal.SIGSTOP)
+        return bool(recorded)
+
+    post_and_hang_up(grid, ANY_CHROME, until=recorded_then_proxy_stopped)
+    (session_id,) = recorded
     try:
         answered = f"session {session_id} is running; answering"
         wait_for(lambda: answered in grid.log("manager"), 30, "the manager's answer")
