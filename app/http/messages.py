@@ -260,7 +260,8 @@ class Request:
 class Answer:
     """What a handler answers. A bytes body is sent with its length; an
     iterable one with `length` if known, else chunked. `done` is called
-    with whether the body went out whole."""
+    with whether the body went out whole; `unread` if the client resets the
+    connection before its next request, having left this answer unread."""
 
     status: int
     headers: Headers
@@ -269,6 +270,7 @@ class Answer:
     reason: str = ""
     close: bool = False
     done: Callable[[bool], None] | None = None
+    unread: Callable[[], None] | None = None
 
 
 # A handler that has taken the connection over (a WebSocket tunnel) answers

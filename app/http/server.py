@@ -72,11 +72,13 @@ class Server(StreamServer):  # type: ignore[misc]
 
     def _connection(self, sock: socket.socket, _peer: Any) -> None:
         nodelay(sock)
-        reader = Reader(sock)
+        conn = _Connection(sock)
         try:
-            while self._exchange(sock, reader):
+            while self._exchange(conn):
                 pass
             _linger(sock)
+        except ConnectionError:
+            conn.reset()
         except OSError:
             pass  # the client went away; nothing is left to tell it
         except Exception:
@@ -84,19 +86,23 @@ class Server(StreamServer):  # type: ignore[misc]
         finally:
             sock.close()
 
-    def _exchange(self, sock: socket.socket, reader: Reader) -> bool:
+    def _exchange(self, conn: _Connection) -> bool:
         """Serve one request; whether the connection may carry another."""
+        sock = conn.sock
         try:
-            request = _read_request(sock, reader)
+            request = _read_request(sock, conn.reader)
         except BadMessage as error:
+            conn.unread = None
             _write(sock, error_answer(error), keep=False)
             return False
+        conn.unread = None  # the client sent again, or closed: it read the answer
         if request is None:
             return False
         answer = self._answer(request)
         if answer is TAKEN:
             return False
         keep = request.keep_alive and not answer.close
+        conn.unread = answer.unread
         keep = _write(
             sock, answer, keep=keep, method=request.method, version=request.version
         )
@@ -110,6 +116,26 @@ class Server(StreamServer):  # type: ignore[misc]
         except Exception as exc:
             log.exception("failed on %s %s", request.method, request.path)
             return error_answer(UnknownError(f"the grid failed: {exc!r}"))
+
+
+class _Connection:
+    """One client's connection, and what to do should the client reset it
+    before reading the last answer."""
+
+    __slots__ = ("reader", "sock", "unread")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = Reader(sock)
+        self.unread: Callable[[], None] | None = None
+
+    def reset(self) -> None:
+        """The client reset the connection, or was gone as it was answered.
+        NOTE: a client that closes its socket with bytes left unread makes
+        its kernel send a reset, not a plain close; before the client's next
+        request, those bytes are the last answer."""
+        if self.unread is not None:
+            self.unread()
 
 
 def _linger(sock: socket.socket) -> None:

@@ -10,6 +10,7 @@ addresses registered in Redis, never to one a client names.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import logging
@@ -63,6 +64,8 @@ NOTIFY_FLAGS = "K$gx"
 CLIENT_CHECK = 0.5
 # Seconds a manager hung up on may take to answer that it gave the start up.
 HANG_UP_WAIT = 5.0
+# Why a session is ended whose client reset the connection on its answer.
+UNREAD = "was answered, but its client reset the connection without reading it"
 # How a connection to a manager that has died fails, before any answer.
 MANAGER_GONE = (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)
 # Request bodies up to this size are read whole before they are sent on;
@@ -432,7 +435,9 @@ class Proxy:
                 return TAKEN
             status, headers, data = answer
             if path == "/session" and status == 200:
-                data = rewrite.to_public(data, self._public_base(request))
+                public = rewrite.to_public(data, self._public_base(request))
+                unread = functools.partial(self._end_unclaimed, data, UNREAD)
+                return Answer(status, headers, public, unread=unread)
             return Answer(status, headers, data)
         raise SessionNotCreated(
             "no manager is alive to start sessions; start one with "
@@ -459,7 +464,7 @@ class Proxy:
             if job.successful() and path == "/session":
                 status, _, data = job.value
                 if status == 200:
-                    self._end_unclaimed(data)
+                    self._end_unclaimed(data, "started after its client left")
             return None
         finally:
             job.kill()
@@ -474,10 +479,10 @@ class Proxy:
                 return False
         return True
 
-    def _end_unclaimed(self, answer: bytes) -> None:
+    def _end_unclaimed(self, answer: bytes, why: str) -> None:
         """End the session in a manager's answer that its client left."""
         session_id = str(json.loads(answer)["value"]["sessionId"])
-        log.info("session %s started after its client left; ending it", session_id)
+        log.info("session %s %s; ending it", session_id, why)
         registry.terminate(
             self.routes.client,
             session_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import select
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ from tests.harness import COMMANDS, Grid, wait_for
 from tests.integration.test_failures import assert_cleaned, start_session
 from tests.integration.test_w3c_errors import ANY_CHROME, assert_w3c_error, new_session
 
+SLOW_DRIVER = pathlib.Path(__file__).parents[1] / "fixtures" / "slow-driver"
 FIREFOX = {"capabilities": {"alwaysMatch": {"browserName": "firefox"}}}
 
 
@@ -127,24 +129,49 @@ def test_client_leaving_the_queue_starts_no_browser(
     grid.wait_slots_free()
 
 
-def test_client_leaving_while_the_node_starts_stops_it(grid: Grid) -> None:
-    before = live_session_ids(grid)
+def test_client_leaving_while_the_node_starts_stops_it(
+    make_grid: Callable[..., Grid],
+) -> None:
+    grid = make_grid(WEBGRID_CHROMEDRIVER=str(SLOW_DRIVER))
     starting: list[str] = []
 
     def provisioning() -> bool:
         starting[:] = [
             s
-            for s in live_session_ids(grid) - before
+            for s in live_session_ids(grid)
             if grid.record(s).get("state") == "provisioning"
         ]
         return bool(starting)
 
-    # A spare node serves in about 0.4 s: the client leaves as soon as the
-    # worker has claimed its request.
+    # The node's driver takes two seconds to start; the client leaves as
+    # soon as the worker has claimed its request.
     post_and_hang_up(grid, ANY_CHROME, until=provisioning)
     (session_id,) = starting
     wait_for(lambda: grid.record(session_id)["state"] == "terminated", 15, "end")
     assert grid.record(session_id)["reason"] == "its client went away"
+    assert "running_at" not in grid.record(session_id)
+    assert_cleaned(grid, session_id)
+
+
+def test_client_resetting_on_its_unread_answer_ends_the_session(grid: Grid) -> None:
+    """The answer reaches the client's socket, which closes without reading
+    it: the kernel resets the connection, and the proxy ends the session."""
+    before = live_session_ids(grid)
+    payload = json.dumps(ANY_CHROME).encode()
+    with socket.create_connection(("127.0.0.1", grid.port)) as conn:
+        conn.sendall(
+            b"POST /session HTTP/1.1\r\nHost: grid\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        readable, _, _ = select.select([conn], [], [], 60)
+        assert readable, "no answer came"
+    (session_id,) = live_session_ids(grid) - before
+    wait_for(lambda: grid.record(session_id)["state"] == "terminated", 15, "end")
+    assert grid.record(session_id)["reason"] == "its client went away"
+    assert f"session {session_id} was answered, but its client reset" in grid.log(
+        "proxy"
+    )
     assert_cleaned(grid, session_id)
 
 

@@ -6,6 +6,7 @@ raw HTTP to it, or use the grid's `Upstream` client.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,8 +19,11 @@ from app.http.client import Upstream
 from app.http.messages import Answer, Request
 from app.http.server import Server
 from app.http.wsgi import client_gone
+from tests.harness import wait_for
 
 BIG = b"0123456789" * 200_000
+# Tokens of /watched answers whose client reset the connection unread.
+UNREAD: list[str] = []
 
 
 def handler(request: Request) -> Answer:
@@ -35,6 +39,9 @@ def handler(request: Request) -> Answer:
         raise RuntimeError("boom")
     if request.path == "/unread":
         return Answer(200, [], b"did not read")
+    if request.path == "/watched":
+        token = request.query
+        return Answer(200, [], b"read me", unread=lambda: UNREAD.append(token))
     if request.path == "/until-hung-up":
         while not client_gone(request.sock):
             gevent.sleep(0.01)
@@ -232,3 +239,29 @@ def test_client_replaces_a_connection_the_server_closed(address: str) -> None:
         assert upstream.request("GET", "/3")[0] == 200
     finally:
         upstream.close()
+
+
+def _answered(sock: socket.socket) -> None:
+    """Wait until an answer has come to `sock`, without reading it."""
+    readable, _, _ = select.select([sock], [], [], 10)
+    assert readable, "no answer came"
+
+
+def test_a_client_resetting_on_an_unread_answer_is_noticed(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /watched?left HTTP/1.1\r\nHost: x\r\n\r\n")
+        _answered(sock)
+    # Closed with the answer unread: the kernel resets the connection.
+    wait_for(lambda: "left" in UNREAD, 10, "the unread answer noticed")
+
+
+def test_an_answer_followed_by_another_request_was_read(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /watched?first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1000).endswith(b"read me")
+        sock.sendall(b"GET /watched?second HTTP/1.1\r\nHost: x\r\n\r\n")
+        _answered(sock)
+    wait_for(lambda: "second" in UNREAD, 10, "the second answer noticed")
+    assert "first" not in UNREAD
