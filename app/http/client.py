@@ -18,6 +18,7 @@ from app.http.messages import (
     answer_head,
     encode_headers,
     end_to_end,
+    send_all,
 )
 from app.http.server import nodelay
 
@@ -211,9 +212,9 @@ class Upstream:
         self, conn: Connection, head: bytes, body: bytes | Body, method: str
     ) -> Reply:
         if isinstance(body, bytes):
-            conn.sock.sendall(head + body)
+            send_all(conn.sock, head + body)
         else:
-            conn.sock.sendall(head)
+            send_all(conn.sock, head)
             _send_body(conn.sock, body)
         while True:
             start, headers, fields = answer_head(conn.reader)

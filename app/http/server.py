@@ -29,6 +29,7 @@ from app.http.messages import (
     encode_headers,
     parse_head,
     request_framing,
+    send_all,
     status_line,
 )
 
@@ -196,13 +197,13 @@ def _write(
     try:
         data = (head + framing + "\r\n").encode("latin-1")
         if no_body:
-            sock.sendall(data)
+            send_all(sock, data)
         elif isinstance(body, bytes):
-            sock.sendall(data + body if len(body) < WHOLE else data)
+            send_all(sock, data + body if len(body) < WHOLE else data)
             if len(body) >= WHOLE:
                 sock.sendall(body)
         else:
-            sock.sendall(data)
+            send_all(sock, data)
             _send_stream(sock, body, chunked=chunked)
         whole = True
     finally:

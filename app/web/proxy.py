@@ -58,7 +58,10 @@ SESSION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 HOST = re.compile(
     r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
 )
+# The longest Host header that can name a host: a name of 253 and a port.
+MAX_HOST = 259
 REALM = 'Basic realm="webgrid", charset="UTF-8"'
+CREDENTIALS = frozenset({"authorization"})
 NOTIFY_FLAGS = "K$gx"
 # Seconds between checks that a client waiting for a new session is still there.
 CLIENT_CHECK = 0.5
@@ -412,6 +415,8 @@ class Proxy:
         length = body.length
         if length is not None and length > self.max_body:
             raise too_large(self.max_body)
+        if length == 0:
+            return b""
         if length is not None and length <= WHOLE_BODY:
             return body.read(self.max_body)
         return _Limited(body, self.max_body)
@@ -531,7 +536,6 @@ class Proxy:
         if request.query:
             path += "?" + request.query
         headers = forwarded_headers(request.headers, request.fields)
-        log.debug("%s %s -> %s", request.method, path, upstream.address)
         return upstream.send(request.method, path, headers, body)
 
 
@@ -564,14 +568,23 @@ def _check_target(request: Request) -> None:
             f"the request target {target[:100]!r} is not a path; send requests "
             "to the grid itself, it forwards nothing elsewhere"
         )
-    lowered = path.lower()
-    if any(code in lowered for code in ("%2f", "%5c", "%2e", "\\")):
+    # NOTE: the common path has neither "%", "\\" nor "/.": one look each.
+    if ("%" in path or "\\" in path) and any(
+        code in path.lower() for code in ("%2f", "%5c", "%2e", "\\")
+    ):
         raise InvalidArgument(f"the path {path[:100]!r} has an encoded separator")
-    if any(segment in (".", "..") for segment in path.split("/")):
+    if "/." in path and any(segment in (".", "..") for segment in path.split("/")):
         raise InvalidArgument(f"the path {path[:100]!r} has dot segments")
     host = request.header("host")
-    if host and not HOST.fullmatch(host):
+    if host and (len(host) > MAX_HOST or not _is_host(host)):
         raise InvalidArgument(f"the Host header {host[:100]!r} is not a host")
+
+
+@functools.lru_cache(maxsize=256)
+def _is_host(value: str) -> bool:
+    """Whether a Host header names a host; remembered, as clients send the
+    same one with every command."""
+    return HOST.fullmatch(value) is not None
 
 
 def _driver_of(value: str) -> tuple[str, str]:
@@ -583,11 +596,7 @@ def _driver_of(value: str) -> tuple[str, str]:
 def forwarded_headers(headers: Headers, fields: dict[str, str]) -> Headers:
     """The headers a request is sent on with: its end-to-end ones but the
     grid's credentials, which no node, driver or manager needs to see."""
-    return [
-        (name, value)
-        for name, value in end_to_end(headers, fields)
-        if name.lower() != "authorization"
-    ]
+    return end_to_end(headers, fields, also=CREDENTIALS)
 
 
 def goes_direct(method: str, rest: str) -> bool:

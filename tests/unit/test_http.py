@@ -6,7 +6,10 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
+import gevent
+import gevent.socket
 import pytest
 
 from app.errors import InvalidArgument
@@ -17,6 +20,7 @@ from app.http.messages import (
     end_to_end,
     parse_head,
     request_framing,
+    send_all,
 )
 
 
@@ -69,6 +73,48 @@ def test_malformed_header_lines_are_refused(line: bytes) -> None:
     with pytest.raises(BadMessage) as caught:
         parse_head(b"GET / HTTP/1.1\r\n" + line)
     assert caught.value.status == 400
+
+
+def test_header_values_lose_only_the_blanks_around_them() -> None:
+    _, headers, fields = parse_head(b"GET / HTTP/1.1\r\nA:\t x  y \t\r\nB:\r\nC:  ")
+    assert headers == [("A", "x  y"), ("B", ""), ("C", "")]
+    assert fields == {"a": "x  y", "b": "", "c": ""}
+
+
+@pytest.mark.parametrize("value", [b"a\rb", b"a\nb", b"a\0b"])
+def test_a_lone_cr_or_lf_or_a_nul_in_a_value_is_refused(value: bytes) -> None:
+    with pytest.raises(BadMessage):
+        parse_head(b"GET / HTTP/1.1\r\nA: " + value)
+
+
+def test_the_malformed_line_among_good_ones_is_named() -> None:
+    with pytest.raises(BadMessage) as caught:
+        parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nNo colon\r\nB: 2")
+    assert "'No colon'" in caught.value.message
+
+
+@pytest.mark.parametrize("green", [False, True], ids=["plain", "gevent"])
+def test_send_all_sends_what_the_socket_buffer_cannot_hold_at_once(
+    green: bool,
+) -> None:
+    module: Any = gevent.socket if green else socket
+    sender, receiver = module.socketpair()
+    data = bytes(range(256)) * 40_000  # 10 MB, far more than a socket buffer
+    got: list[bytes] = []
+
+    def receive() -> None:
+        while chunk := receiver.recv(1 << 20):
+            got.append(chunk)
+
+    reading = gevent.spawn(receive) if green else threading.Thread(target=receive)
+    if not green:
+        reading.start()
+    send_all(sender, data)
+    sender.shutdown(socket.SHUT_WR)
+    reading.join(10)
+    sender.close()
+    receiver.close()
+    assert b"".join(got) == data
 
 
 def test_reader_finds_heads_split_over_many_packets(
@@ -143,6 +189,11 @@ def test_ambiguous_framing_is_refused(fields: dict[str, str]) -> None:
 # -- hop-by-hop headers ----------------------------------------------------------
 
 
+def lookup(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The fields of `headers` by lower-case name, as `parse_head` gives them."""
+    return {name.lower(): value for name, value in headers}
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -161,7 +212,7 @@ def test_ambiguous_framing_is_refused(fields: dict[str, str]) -> None:
 )
 def test_headers_of_one_hop_are_dropped(name: str) -> None:
     headers = [(name, "x"), ("Accept", "application/json")]
-    assert end_to_end(headers, {}) == [("Accept", "application/json")]
+    assert end_to_end(headers, lookup(headers)) == [("Accept", "application/json")]
 
 
 def test_headers_named_in_connection_are_dropped() -> None:
@@ -176,7 +227,7 @@ def test_end_to_end_headers_keep_their_order_and_names() -> None:
         ("Content-Type", "application/json; charset=utf-8"),
         ("X-Request-Id", "r-1"),
     ]
-    assert end_to_end(headers, {}) == headers
+    assert end_to_end(headers, lookup(headers)) == headers
 
 
 # -- bodies --------------------------------------------------------------------
