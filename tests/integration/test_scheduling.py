@@ -39,6 +39,19 @@ def delete(grid: Grid, session_id: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def post_session(grid: Grid, body: dict[str, Any]) -> socket.socket:
+    """A connection to the grid with a new-session request sent on it."""
+    payload = json.dumps(body).encode()
+    conn = socket.create_connection(("127.0.0.1", grid.port))
+    conn.sendall(
+        b"POST /session HTTP/1.1\r\nHost: grid\r\n"
+        b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    return conn
+
+
 def post_and_hang_up(
     grid: Grid,
     body: dict[str, Any],
@@ -47,14 +60,7 @@ def post_and_hang_up(
 ) -> None:
     """Send a new-session request, then close the connection unanswered:
     `after` seconds later, or once `until` returns something true."""
-    payload = json.dumps(body).encode()
-    with socket.create_connection(("127.0.0.1", grid.port)) as conn:
-        conn.sendall(
-            b"POST /session HTTP/1.1\r\nHost: grid\r\n"
-            b"Content-Type: application/json\r\n"
-            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
+    with post_session(grid, body):
         if until is not None:
             wait_for(until, 10, "the moment to hang up", step=0.01)
         time.sleep(after)
@@ -157,13 +163,7 @@ def test_client_resetting_on_its_unread_answer_ends_the_session(grid: Grid) -> N
     """The answer reaches the client's socket, which closes without reading
     it: the kernel resets the connection, and the proxy ends the session."""
     before = live_session_ids(grid)
-    payload = json.dumps(ANY_CHROME).encode()
-    with socket.create_connection(("127.0.0.1", grid.port)) as conn:
-        conn.sendall(
-            b"POST /session HTTP/1.1\r\nHost: grid\r\n"
-            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
+    with post_session(grid, ANY_CHROME) as conn:
         readable, _, _ = select.select([conn], [], [], 60)
         assert readable, "no answer came"
     (session_id,) = live_session_ids(grid) - before
